@@ -1,0 +1,10 @@
+"""gan_fast: fast, exact GAN building blocks for PyTorch.
+
+Submodules: :mod:`gan_fast.ops` (functional ops), :mod:`gan_fast.nn` (modules),
+:mod:`gan_fast.losses`, :mod:`gan_fast.regularizers`, :mod:`gan_fast.backend`.
+"""
+
+from . import backend, losses, nn, ops, regularizers
+from .version import __version__
+
+__all__ = ["__version__", "backend", "losses", "nn", "ops", "regularizers"]

@@ -1,0 +1,98 @@
+"""Convolutions whose weight gradient can be skipped, for R1 / path-length steps.
+
+``with no_weight_gradients(): torch.autograd.grad(D(x).sum(), x, create_graph=True)``
+computes only the input gradient of every convolution that went through
+:func:`conv2d` / :func:`conv_transpose2d`, even when it is requested with
+``.backward()`` or with the weights among ``inputs`` — the weights then get no
+gradient (None). Built on public APIs only (``torch.autograd.Function`` and the
+core ATen op ``convolution_backward`` with an output mask), so it works on
+current PyTorch, where StyleGAN2-ADA's private-op trick no longer does. Double
+backward is exact: the backward is made of differentiable ops.
+
+Note: ``torch.autograd.grad(out, inputs=[x])`` already prunes weight gradients
+in PyTorch's engine; the context matters for callers that differentiate with
+respect to weights or call ``.backward()`` while only input gradients are wanted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Optional, Sequence, Tuple, Union
+
+import torch
+import torch.nn.functional as F
+
+__all__ = ["no_weight_gradients", "weight_gradients_disabled", "conv2d", "conv_transpose2d"]
+
+_state = threading.local()
+
+
+def weight_gradients_disabled() -> bool:
+    return getattr(_state, "disabled", False)
+
+
+@contextlib.contextmanager
+def no_weight_gradients(disable: bool = True):
+    """Within the block, backward passes through gan_fast convolutions skip the weight gradient."""
+    old = weight_gradients_disabled()
+    _state.disabled = old or disable
+    try:
+        yield
+    finally:
+        _state.disabled = old
+
+
+def _pair(v: Union[int, Sequence[int]]) -> Tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)  # type: ignore[return-value]
+
+
+class _Convolution(torch.autograd.Function):
+    """aten.convolution whose backward consults :func:`weight_gradients_disabled`."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(input, weight, bias, stride, padding, dilation, transposed, output_padding, groups):
+        return torch.ops.aten.convolution(input, weight, bias, stride, padding, dilation, transposed,
+                                          output_padding, groups)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        input, weight, bias, *params = inputs
+        ctx.save_for_backward(input, weight)
+        ctx.bias_sizes = None if bias is None else list(bias.shape)
+        ctx.params = params
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        input, weight = ctx.saved_tensors
+        want_w = ctx.needs_input_grad[1] and not weight_gradients_disabled()
+        want_b = ctx.needs_input_grad[2]
+        gi, gw, gb = torch.ops.aten.convolution_backward(
+            grad_output, input, weight, ctx.bias_sizes, *ctx.params,
+            [ctx.needs_input_grad[0], want_w, want_b])
+        return gi, (gw if want_w else None), (gb if want_b else None), None, None, None, None, None, None
+
+
+def _use_plain() -> bool:
+    # torch.compile traces the plain op (and would bake the flag in); so does no-grad use.
+    return torch.compiler.is_compiling() or not torch.is_grad_enabled()
+
+
+def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1, padding=0,
+           dilation=1, groups: int = 1) -> torch.Tensor:
+    """``F.conv2d`` (integer padding only) that honours :func:`no_weight_gradients`."""
+    if _use_plain():
+        return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    return _Convolution.apply(input, weight, bias, list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)),
+                              False, [0, 0], groups)
+
+
+def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1,
+                     padding=0, output_padding=0, groups: int = 1, dilation=1) -> torch.Tensor:
+    """``F.conv_transpose2d`` that honours :func:`no_weight_gradients`."""
+    if _use_plain():
+        return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    return _Convolution.apply(input, weight, bias, list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)),
+                              True, list(_pair(output_padding)), groups)

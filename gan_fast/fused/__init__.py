@@ -1,0 +1,1 @@
+"""Autograd glue and torch.library registration for the fast (Triton / C++) backends."""

@@ -1,0 +1,1 @@
+"""GAN losses (filled by the losses issue)."""

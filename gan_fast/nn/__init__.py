@@ -1,0 +1,1 @@
+"""Modules built on :mod:`gan_fast.ops`."""

@@ -1,0 +1,24 @@
+"""The functional ops of gan_fast. Each validates its arguments, picks a backend
+(``impl=None|'ref'|'triton'|'cpp'``), and runs it."""
+
+from ..conv2d_gradfix import conv2d, conv_transpose2d, no_weight_gradients
+from .bias_act import bias_act
+from .gradient_norm_penalty import gradient_norm_penalty
+from .modulated_conv2d import modulated_conv2d
+from .power_iteration import power_iteration
+from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
+
+__all__ = [
+    "bias_act",
+    "upfirdn2d",
+    "setup_filter",
+    "upsample2d",
+    "downsample2d",
+    "filter2d",
+    "modulated_conv2d",
+    "power_iteration",
+    "gradient_norm_penalty",
+    "conv2d",
+    "conv_transpose2d",
+    "no_weight_gradients",
+]

@@ -1,0 +1,61 @@
+"""Public ``bias_act``: validation, backend choice, dispatch."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from .. import activations, backend, checks
+from ..reference import bias_act as reference
+
+# Fast backends by device type, in order of preference (filled as kernels land).
+FAST_BACKENDS: Dict[str, Sequence[str]] = {}
+
+
+def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",
+             alpha: Optional[float] = None, gain: Optional[float] = None, clamp: Optional[float] = None,
+             impl: Optional[str] = None) -> torch.Tensor:
+    """Adds a bias along ``dim``, applies an activation, scales by ``gain``, clamps.
+
+    ``y = clamp(act(x + b[dim], alpha) * gain, -clamp, clamp)``
+
+    Args:
+        x: any shape, floating dtype.
+        b: None or a 1-D tensor of ``x.shape[dim]`` entries (cast to ``x.dtype``).
+        dim: the dimension of ``x`` that ``b`` indexes (default 1, channels).
+        act: one of linear, relu, lrelu, tanh, sigmoid, elu, selu, softplus, swish.
+        alpha: the activation's shape parameter (lrelu slope, default 0.2;
+            elu alpha, default 1); ignored by the others.
+        gain: output scale; default sqrt(2) for relu, lrelu and swish, else 1.
+        clamp: None, or a bound >= 0: the output is clamped to [-clamp, clamp].
+        impl: None (automatic), 'ref', 'triton', 'cpp' or 'cuda' (alias of 'cpp').
+
+    Returns:
+        A tensor of ``x``'s shape and dtype. Differentiable to second order in
+        every backend.
+    """
+    x = checks.tensor("x", x)
+    spec = activations.get(act)
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if x.ndim == 0:
+        raise ValueError("x must have at least one dimension")
+    if not -x.ndim <= dim < x.ndim:
+        raise ValueError(f"dim must be in [{-x.ndim}, {x.ndim - 1}] for x of shape {tuple(x.shape)}, got {dim}")
+    dim = dim % x.ndim
+    if b is not None:
+        checks.tensor("b", b, ndim=1, shape_hint=f"[{x.shape[dim]}] (x.shape[dim])")
+        if b.shape[0] != x.shape[dim]:
+            raise ValueError(f"b must have shape [{x.shape[dim]}] (x.shape[{dim}]), got {tuple(b.shape)}")
+    checks.same_device(x=x, b=b)
+    alpha = spec.def_alpha if alpha is None else checks.optional_number("alpha", alpha)
+    gain = spec.def_gain if gain is None else checks.optional_number("gain", gain)
+    clamp = checks.optional_number("clamp", clamp, minimum=0)
+
+    impl = backend.resolve("bias_act", impl, x.device, FAST_BACKENDS)
+    if impl == "ref":
+        return reference.bias_act(x, b, dim, act, alpha, gain, clamp)
+    from ..fused import bias_act as fused  # noqa: PLC0415 - fast paths load lazily
+
+    return fused.bias_act(x, b, dim, spec.code, alpha, gain, clamp, impl)

@@ -1,0 +1,44 @@
+"""Public ``gradient_norm_penalty``: the part of a gradient penalty after the input gradient is known."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from .. import backend, checks
+from ..reference import gradient_norm_penalty as reference
+
+FAST_BACKENDS: Dict[str, Sequence[str]] = {}
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def gradient_norm_penalty(grads: torch.Tensor, center: float = 0.0, one_sided: bool = False,
+                          reduction: str = "mean", impl: Optional[str] = None) -> torch.Tensor:
+    """Penalty on the per-sample L2 norm n of ``grads`` over all non-batch dims.
+
+    n^2 when ``center`` is 0, (n - center)^2 otherwise, max(0, n - center)^2 when
+    ``one_sided``. Differentiable to second order (``grads`` usually carries a
+    graph from ``autograd.grad(..., create_graph=True)``).
+
+    Args:
+        grads: [N, ...], floating; accumulated in float32 at least.
+        center: the target norm (>= 0).
+        one_sided: penalise only norms above ``center``.
+        reduction: 'mean' | 'sum' | 'none' (a [N] float32-or-wider tensor).
+        impl: None (automatic), 'ref', 'triton' or 'cpp'.
+    """
+    checks.tensor("grads", grads, shape_hint="[N, ...]")
+    if grads.ndim < 1 or grads.shape[0] == 0:
+        raise ValueError(f"grads must be [N, ...] with N >= 1, got shape {tuple(grads.shape)}")
+    center = checks.optional_number("center", center, minimum=0)
+    if center is None:
+        raise TypeError("center must be a number >= 0, got None")
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    impl = backend.resolve("gradient_norm_penalty", impl, grads.device, FAST_BACKENDS)
+    if impl == "ref":
+        return reference.gradient_norm_penalty(grads, center, bool(one_sided), reduction)
+    from ..fused import gradient_norm_penalty as fused  # noqa: PLC0415
+
+    return fused.gradient_norm_penalty(grads, center, bool(one_sided), reduction, impl)

@@ -1,0 +1,91 @@
+"""Public StyleGAN2 ``modulated_conv2d``: validation, backend choice, dispatch."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence
+
+import torch
+
+from .. import backend, checks
+from ..reference import modulated_conv2d as reference
+from .upfirdn2d import filter_size
+
+FAST_BACKENDS: Dict[str, Sequence[str]] = {}
+
+
+def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
+                     noise: Optional[torch.Tensor] = None, up: int = 1, down: int = 1, padding=0,
+                     resample_filter: Optional[torch.Tensor] = None, demodulate: bool = True,
+                     flip_weight: bool = True, fused_modconv: bool = True,
+                     impl: Optional[str] = None) -> torch.Tensor:
+    """StyleGAN2 convolution with per-sample weight modulation and demodulation.
+
+    ``w'[n, o, i, k] = styles[n, i] * weight[o, i, k]``; with ``demodulate``,
+    ``w'`` is divided by ``sqrt(sum_{i,k} w'^2 + 1e-8)``. Then ``x`` is convolved
+    with ``w'`` (with FIR up/downsampling by ``resample_filter``) and ``noise`` is
+    added. In float16 the weight and styles are pre-normalised (exact under
+    demodulation) to avoid overflow.
+
+    Args:
+        x: [N, I, H, W].
+        weight: [O, I, kh, kw].
+        styles: [N, I].
+        noise: None or a tensor broadcastable to the output [N, O, H', W'].
+        up, down: 1 or an integer factor (StyleGAN2 uses 2).
+        padding: int, [px, py] or [x0, x1, y0, y1] (before the up/down adjustment).
+        resample_filter: FIR filter from ``setup_filter``; required when up/down > 1.
+        demodulate: normalise each output channel's modulated weight.
+        flip_weight: False = true convolution, True = correlation (as StyleGAN2).
+        fused_modconv: grouped conv with per-sample weights (True) or scaling
+            activations around one shared conv (False); the same result.
+        impl: None (automatic), 'ref', 'triton', 'cpp' or 'cuda'.
+
+    Returns:
+        [N, O, H', W'], H' = H * up / down for kernel size k and padding k // 2.
+    """
+    checks.tensor("x", x, ndim=4, shape_hint="[N, I, H, W]")
+    checks.tensor("weight", weight, ndim=4, shape_hint="[O, I, kh, kw]")
+    checks.tensor("styles", styles, ndim=2, shape_hint="[N, I]")
+    n, in_ch = x.shape[:2]
+    if weight.shape[1] != in_ch:
+        raise ValueError(f"weight must have shape [O, {in_ch}, kh, kw] (I = x.shape[1]), got {tuple(weight.shape)}")
+    if tuple(styles.shape) != (n, in_ch):
+        raise ValueError(f"styles must have shape [{n}, {in_ch}] ([N, I] of x), got {tuple(styles.shape)}")
+    if noise is not None:
+        checks.tensor("noise", noise, ndim=4, shape_hint="broadcastable to [N, O, H', W']")
+    if resample_filter is not None:
+        checks.tensor("resample_filter", resample_filter, ndim=(1, 2), shape_hint="[fh, fw] or [ft]")
+    checks.same_device(x=x, weight=weight, styles=styles, noise=noise, resample_filter=resample_filter)
+    up = checks.positive_int("up", up)
+    down = checks.positive_int("down", down)
+    pad = checks.padding4("padding", padding)
+    if (up > 1 or down > 1) and resample_filter is None:
+        raise ValueError("resample_filter is required when up or down > 1 (e.g. setup_filter([1, 3, 3, 1]))")
+    _check_output_size(x, weight, resample_filter, up, down, pad)
+
+    impl = backend.resolve("modulated_conv2d", impl, x.device, FAST_BACKENDS)
+    if impl == "ref":
+        return reference.modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter,
+                                          bool(demodulate), bool(flip_weight), bool(fused_modconv))
+    from ..fused import modulated_conv2d as fused  # noqa: PLC0415
+
+    return fused.modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter, bool(demodulate),
+                                  bool(flip_weight), bool(fused_modconv), impl)
+
+
+def _check_output_size(x, weight, f, up, down, pad):
+    fw, fh = filter_size(f)
+    kh, kw = weight.shape[2:]
+    sizes = []
+    for length, k, flen, p0, p1 in ((x.shape[2], kh, fh, pad[2], pad[3]), (x.shape[3], kw, fw, pad[0], pad[1])):
+        if up > 1:
+            p0, p1 = p0 + (flen + up - 1) // 2, p1 + (flen - up) // 2
+        if down > 1:
+            p0, p1 = p0 + (flen - down + 1) // 2, p1 + (flen - down) // 2
+        n = length * up + p0 + p1 - k + 1
+        if up > 1 or down > 1:
+            n -= flen - 1
+        sizes.append((n - 1) // down + 1 if n > 0 else n)
+    if min(sizes) < 1:
+        raise ValueError(f"modulated_conv2d: kernel {kh}x{kw} with padding {pad}, up {up}, down {down} leaves no "
+                         f"output for x of shape {tuple(x.shape)}")

@@ -1,0 +1,53 @@
+"""Public spectral-norm ``power_iteration``: validation, backend choice, dispatch."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+
+from .. import backend, checks
+from ..reference import power_iteration as reference
+
+FAST_BACKENDS: Dict[str, Sequence[str]] = {}
+
+
+def power_iteration(weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, n_iterations: int = 1,
+                    eps: float = 1e-12, impl: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Power iteration for the largest singular value, as spectral normalisation uses it.
+
+    Runs ``n_iterations`` of ``u <- normalize(W v, eps)``, ``v <- normalize(W^H u, eps)``
+    (the order and eps of ``torch.nn.utils.parametrizations.spectral_norm``), then
+    ``sigma = u^H W v``.
+
+    Args:
+        weight_mat: [h, w], the weight reshaped to a matrix.
+        u: [h], the current left singular vector estimate.
+        v: [w], the current right singular vector estimate.
+        n_iterations: >= 0 (0 only evaluates sigma, as in eval mode).
+        eps: > 0, the normalisation epsilon.
+
+    Returns:
+        (sigma, u, v): sigma a 0-D tensor differentiable w.r.t. ``weight_mat``
+        (u and v held constant); u [h] and v [w] new, detached tensors.
+    """
+    checks.tensor("weight_mat", weight_mat, ndim=2, shape_hint="[h, w]")
+    h, w = weight_mat.shape
+    checks.tensor("u", u, ndim=1, shape_hint=f"[{h}] (weight_mat.shape[0])")
+    checks.tensor("v", v, ndim=1, shape_hint=f"[{w}] (weight_mat.shape[1])")
+    if u.shape[0] != h:
+        raise ValueError(f"u must have shape [{h}] (weight_mat.shape[0]), got {tuple(u.shape)}")
+    if v.shape[0] != w:
+        raise ValueError(f"v must have shape [{w}] (weight_mat.shape[1]), got {tuple(v.shape)}")
+    checks.same_device(weight_mat=weight_mat, u=u, v=v)
+    n_iterations = checks.positive_int("n_iterations", n_iterations, minimum=0)
+    eps = checks.optional_number("eps", eps)
+    if eps is None or eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+
+    impl = backend.resolve("power_iteration", impl, weight_mat.device, FAST_BACKENDS)
+    if impl == "ref":
+        return reference.power_iteration(weight_mat, u, v, n_iterations, eps)
+    from ..fused import power_iteration as fused  # noqa: PLC0415
+
+    return fused.power_iteration(weight_mat, u, v, n_iterations, eps, impl)

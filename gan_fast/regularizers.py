@@ -1,0 +1,1 @@
+"""Gradient penalties and path length regularisation (filled by the regularizers issue)."""

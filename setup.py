@@ -1,0 +1,86 @@
+"""Build script: maps kernels/ into the package and builds the optional extension.
+
+The C++/CUDA extension (``gan_fast._C``) is optional. It is built here when a
+C++ compiler is present and ``GAN_FAST_BUILD_EXT`` is not ``0``; its CUDA
+sources are compiled only when a CUDA toolkit and a CUDA build of torch are both
+present. When it is not built, gan_fast builds it on first use with
+``torch.utils.cpp_extension.load`` (see ``gan_fast/extension.py``), and if that
+fails too, falls back to the pure-PyTorch reference with one warning. A failed
+build never fails the install.
+"""
+
+import glob
+import os
+import sys
+
+from setuptools import find_packages, setup
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+packages = find_packages(include=["gan_fast", "gan_fast.*"])
+packages.append("gan_fast.kernels")
+package_dir = {"gan_fast.kernels": "kernels"}
+
+
+def _extension_build():
+    """Returns (ext_modules, cmdclass) for the optional extension, or ([], {})."""
+    if os.environ.get("GAN_FAST_BUILD_EXT", "1") == "0":
+        return [], {}
+    cpp_sources = sorted(glob.glob(os.path.join("csrc", "*.cpp")))
+    if not cpp_sources:
+        return [], {}
+    try:
+        import torch
+        from torch.utils import cpp_extension
+    except Exception as exc:  # no torch in the build environment: use the JIT build later
+        print(f"gan_fast: not building the extension ({exc}); it will be built on first use", file=sys.stderr)
+        return [], {}
+
+    cu_sources = sorted(glob.glob(os.path.join("csrc", "*.cu")))
+    with_cuda = bool(cu_sources) and torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
+    with_cuda = with_cuda and os.environ.get("GAN_FAST_BUILD_CUDA", "1") != "0"
+    define_macros = [("GAN_FAST_WITH_CUDA", None)] if with_cuda else []
+    extra = {"cxx": ["-O3", "-std=c++17"]}
+    if with_cuda:
+        extra["nvcc"] = ["-O3", "--use_fast_math"]
+        ext_cls = cpp_extension.CUDAExtension
+        sources = cpp_sources + cu_sources
+    else:
+        ext_cls = cpp_extension.CppExtension
+        sources = cpp_sources
+    ext = ext_cls(
+        name="gan_fast._C",
+        sources=sources,
+        include_dirs=[os.path.join(ROOT, "csrc")],
+        define_macros=define_macros,
+        extra_compile_args=extra,
+        py_limited_api=False,
+    )
+
+    class OptionalBuildExt(cpp_extension.BuildExtension):
+        """A failed extension build warns and installs the pure-Python package."""
+
+        def run(self):
+            try:
+                super().run()
+            except Exception as exc:
+                print(f"gan_fast: WARNING: the C++ extension failed to build ({exc}); "
+                      "gan_fast will try a JIT build on first use, else use the reference ops", file=sys.stderr)
+
+        def build_extension(self, ext):
+            try:
+                super().build_extension(ext)
+            except Exception as exc:
+                print(f"gan_fast: WARNING: could not build {ext.name} ({exc})", file=sys.stderr)
+
+    return [ext], {"build_ext": OptionalBuildExt.with_options(no_python_abi_suffix=False)}
+
+
+ext_modules, cmdclass = _extension_build()
+
+setup(
+    packages=packages,
+    package_dir=package_dir,
+    ext_modules=ext_modules,
+    cmdclass=cmdclass,
+)
