@@ -6,6 +6,7 @@ from .bias_act import bias_act
 from .gradient_norm_penalty import gradient_norm_penalty
 from .modulated_conv2d import modulated_conv2d
 from .power_iteration import power_iteration
+from .spectral_normalize import spectral_normalize
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "filter2d",
     "modulated_conv2d",
     "power_iteration",
+    "spectral_normalize",
     "gradient_norm_penalty",
     "conv2d",
     "conv_transpose2d",

@@ -1,0 +1,57 @@
+"""Public ``spectral_normalize``: power iteration and the division W / sigma as one op."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+import torch
+
+from .. import backend, checks
+from ..reference import spectral_normalize as reference
+
+FAST_BACKENDS: Dict[str, Sequence[str]] = {}
+
+
+def spectral_normalize(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, dim: int = 0,
+                       n_iterations: int = 1, eps: float = 1e-12,
+                       impl: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Divides ``weight`` by its largest singular value, estimated by power iteration.
+
+    The weight is viewed as a matrix [weight.shape[dim], rest]; ``u``/``v`` are
+    updated ``n_iterations`` times exactly as ``power_iteration`` does, then
+    ``weight / sigma`` is returned. A 1-D weight is L2-normalised instead, as
+    PyTorch does. This is what ``gan_fast.nn.spectral_norm`` runs every forward.
+
+    Args:
+        weight: [d0, ...] with at least one dimension.
+        u: [weight.shape[dim]]; v: [numel / weight.shape[dim]] (unused for 1-D weights).
+        dim: the output dimension (0 for Linear/Conv, 1 for ConvTranspose).
+        n_iterations: >= 0; eps: > 0.
+
+    Returns:
+        (weight / sigma of weight's shape, differentiable w.r.t. weight; u; v).
+    """
+    checks.tensor("weight", weight)
+    if weight.ndim == 0:
+        raise ValueError("weight must have at least one dimension")
+    if isinstance(dim, bool) or not isinstance(dim, int) or not -weight.ndim <= dim < weight.ndim:
+        raise ValueError(f"dim must be an int in [{-weight.ndim}, {weight.ndim - 1}], got {dim!r}")
+    dim = dim % weight.ndim
+    h = weight.shape[dim]
+    w = weight.numel() // max(h, 1)
+    checks.tensor("u", u, ndim=1, shape_hint=f"[{h}]")
+    checks.tensor("v", v, ndim=1, shape_hint=f"[{w}]")
+    if weight.ndim > 1 and (u.shape[0] != h or v.shape[0] != w):
+        raise ValueError(f"u and v must have shapes [{h}] and [{w}] for weight {tuple(weight.shape)} and dim {dim}, "
+                         f"got {tuple(u.shape)} and {tuple(v.shape)}")
+    checks.same_device(weight=weight, u=u, v=v)
+    n_iterations = checks.positive_int("n_iterations", n_iterations, minimum=0)
+    eps = checks.optional_number("eps", eps)
+    if eps is None or eps <= 0:
+        raise ValueError(f"eps must be > 0, got {eps}")
+    impl = backend.resolve("spectral_normalize", impl, weight.device, FAST_BACKENDS)
+    if impl == "ref" or weight.ndim == 1:
+        return reference.spectral_normalize(weight, u, v, dim, n_iterations, eps)
+    from ..fused import spectral_normalize as fused  # noqa: PLC0415
+
+    return fused.spectral_normalize(weight, u, v, dim, n_iterations, eps, impl)
