@@ -1,1 +1,0 @@
-"""Gradient penalties and path length regularisation (filled by the regularizers issue)."""

@@ -1,0 +1,64 @@
+"""no_weight_gradients(): skips weight gradients, keeps input gradients and double backward exact."""
+
+import torch
+import torch.nn.functional as F
+
+from gan_fast import ops
+
+
+def _data(transpose=False):
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, generator=g, requires_grad=True)
+    shape = (3, 4, 3, 3) if transpose else (4, 3, 3, 3)
+    w = torch.randn(*shape, dtype=torch.float64, generator=g, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, generator=g, requires_grad=True)
+    return x, w, b
+
+
+def test_matches_torch_forward_and_backward():
+    x, w, b = _data()
+    y = ops.conv2d(x, w, b, stride=2, padding=1)
+    torch.testing.assert_close(y, F.conv2d(x, w, b, stride=2, padding=1))
+    got = torch.autograd.grad(y.square().sum(), [x, w, b])
+    want = torch.autograd.grad(F.conv2d(x, w, b, stride=2, padding=1).square().sum(), [x, w, b])
+    for a, e in zip(got, want):
+        torch.testing.assert_close(a, e)
+    xt, wt, bt = _data(transpose=True)
+    yt = ops.conv_transpose2d(xt, wt, bt, stride=2, padding=1, output_padding=1)
+    torch.testing.assert_close(yt, F.conv_transpose2d(xt, wt, bt, stride=2, padding=1, output_padding=1))
+
+
+def test_gradcheck_gradgradcheck():
+    x, w, b = _data()
+    assert torch.autograd.gradcheck(lambda x, w, b: ops.conv2d(x, w, b, padding=1, groups=1), (x, w, b))
+    assert torch.autograd.gradgradcheck(lambda x, w, b: ops.conv2d(x, w, b, padding=1), (x, w, b))
+    xt, wt, bt = _data(transpose=True)
+    assert torch.autograd.gradgradcheck(lambda x, w, b: ops.conv_transpose2d(x, w, b, stride=2), (xt, wt, bt))
+
+
+def test_weight_gradient_skipped_inside_context():
+    x, w, b = _data()
+    y = ops.conv2d(x, w, b, padding=1)  # forward outside the context, as in a StyleGAN2 R1 step
+    with ops.no_weight_gradients():
+        gx, gw, gb = torch.autograd.grad(y.sum(), [x, w, b], create_graph=True, allow_unused=True)
+    assert gw is None
+    want = torch.autograd.grad(F.conv2d(x, w, b, padding=1).sum(), x)[0]
+    torch.testing.assert_close(gx, want)
+    # After the block, weight gradients are back.
+    assert torch.autograd.grad(ops.conv2d(x, w, padding=1).sum(), w)[0] is not None
+
+
+def test_r1_step_inside_context_gives_exact_weight_gradients():
+    """The penalty's gradient w.r.t. the weights flows through the double backward."""
+    def penalty(conv):
+        x, w, b = _data()
+        w2 = torch.randn(1, 4, 3, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        w2.requires_grad_()
+        logits = conv(torch.tanh(conv(x, w, b, padding=1)), w2, None, padding=1)
+        with ops.no_weight_gradients():
+            (g,) = torch.autograd.grad(logits.sum(), x, create_graph=True)
+        return torch.autograd.grad(g.square().sum(), [w, b, w2])
+
+    ours, plain = penalty(ops.conv2d), penalty(F.conv2d)
+    for a, e in zip(ours, plain):
+        torch.testing.assert_close(a, e)
