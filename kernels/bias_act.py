@@ -22,12 +22,14 @@ so the element at row-major logical index ``i`` belongs to channel
 channels_last, permuted): the launchers locate ``dim`` from ``(C, inner)``,
 use its memory stride, and walk memory linearly; outputs come from
 ``torch.empty_like(x)`` and so keep ``x``'s layout. A non-dense ``x`` (a
-slice, an expanded view) is made contiguous first; ``dy`` and ``ddx`` are
+slice, an expanded view) is first copied to ``torch.empty_like(x)``, a dense
+tensor in the same dimension order, so outputs always have the strides of
+``torch.empty_like(x)`` (what a ``register_fake`` should return); ``dy`` and ``ddx`` are
 brought to ``x``'s layout when theirs differs.
 
 Arithmetic is float32 for float16 / bfloat16 / float32 inputs and float64 for
-float64 inputs (the scalar parameters alpha, gain and clamp arrive as float32
-kernel arguments). Offsets are int64 when an input has 2**31 elements or more.
+float64 inputs (alpha, gain and clamp then arrive as float32 hi + lo pairs,
+about 48 bits). Offsets are int64 when an input has 2**31 elements or more.
 """
 
 from __future__ import annotations
@@ -252,7 +254,7 @@ def _channel_stride(x: torch.Tensor, C: int, inner: int) -> int:
 
 def _prepare(x: torch.Tensor, b: Optional[torch.Tensor], C: int, inner: int, *others: torch.Tensor):
     if not _is_dense(x):
-        x = x.contiguous()
+        x = torch.empty_like(x).copy_(x)  # dense, in the stride order empty_like(x) gives the output
     aligned = []
     for t in others:
         if t.shape != x.shape:

@@ -109,8 +109,14 @@ def test_non_dense_inputs(device):
     x, b, dy, ddx = _inputs((4, 6, 5, 8), 1, torch.float32, device, seed=5)
     xs, dys, ddxs = x[:, ::2, :, 1:7], dy[:, ::2, :, 1:7], ddx[:, ::2, :, 1:7]
     bs = b[::2]
-    _check(_kernels(xs, bs, 1, "lrelu", 0.5, dys, ddxs), _reference(xs, bs, 1, "lrelu", 0.5, dys, ddxs),
-           torch.float32)
+    got = _kernels(xs, bs, 1, "lrelu", 0.5, dys, ddxs)
+    _check(got, _reference(xs, bs, 1, "lrelu", 0.5, dys, ddxs), torch.float32)
+    xcl = x.to(memory_format=torch.channels_last)[:, 1:4, ::2]
+    dy2, ddx2 = dy[:, 1:4, ::2], ddx[:, 1:4, ::2]
+    got = _kernels(xcl, bs[:3], 1, "tanh", None, dy2, ddx2)
+    for g in got:  # outputs take the strides of torch.empty_like(x), as a register_fake would
+        assert g.stride() == torch.empty_like(xcl).stride()
+    _check(got, _reference(xcl, bs[:3], 1, "tanh", None, dy2, ddx2), torch.float32)
 
 
 def test_bias_of_another_dtype_is_cast_like_the_reference(device):
