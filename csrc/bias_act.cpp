@@ -1,0 +1,129 @@
+// bias_act on CPU: one fused pass per kernel (forward, gradient, second order).
+//
+// The operands share x's strides (like_x makes them), so each kernel walks
+// memory linearly. The walk is split into runs of constant bias (channel-major
+// layouts: inner > 1) or runs where the bias advances with the element
+// (channels-last: inner == 1), so the innermost loops have no divisions and
+// the compiler vectorises them. at::parallel_for splits the work over threads.
+#include "bias_act.h"
+
+#include <ATen/Dispatch.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+
+namespace gan_fast {
+namespace {
+
+constexpr int64_t kGrain = 32768;
+
+template <typename scalar_t, int A, int M, bool STEP>
+inline void run_inner(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b,
+                      const scalar_t* __restrict__ g, const scalar_t* __restrict__ gg, scalar_t* __restrict__ out,
+                      int64_t n, at::opmath_type<scalar_t> alpha, at::opmath_type<scalar_t> gain,
+                      at::opmath_type<scalar_t> clamp) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const acc_t b0 = b != nullptr ? static_cast<acc_t>(b[0]) : acc_t(0);
+  for (int64_t k = 0; k < n; ++k) {
+    acc_t v = static_cast<acc_t>(x[k]);
+    if (STEP) {
+      v += static_cast<acc_t>(b[k]);
+    } else {
+      v += b0;
+    }
+    const acc_t gk = M != kForward ? static_cast<acc_t>(g[k]) : acc_t(0);
+    const acc_t ggk = M == kGrad2 ? static_cast<acc_t>(gg[k]) : acc_t(0);
+    out[k] = static_cast<scalar_t>(bias_act_element<A, M, acc_t>(v, gk, ggk, alpha, gain, clamp));
+  }
+}
+
+template <typename scalar_t, int A, int M>
+void run(const scalar_t* x, const scalar_t* b, const scalar_t* g, const scalar_t* gg, scalar_t* out, int64_t numel,
+         int64_t C, int64_t inner, double alpha_d, double gain_d, double clamp_d) {
+  using acc_t = at::opmath_type<scalar_t>;
+  const acc_t alpha = static_cast<acc_t>(alpha_d);
+  const acc_t gain = static_cast<acc_t>(gain_d);
+  const acc_t clamp = static_cast<acc_t>(clamp_d);
+  at::parallel_for(0, numel, kGrain, [&](int64_t begin, int64_t end) {
+    auto body = [&](int64_t i, int64_t n, const scalar_t* bp, bool step) {
+      const scalar_t* gi = g != nullptr ? g + i : nullptr;
+      const scalar_t* ggi = gg != nullptr ? gg + i : nullptr;
+      if (step) {
+        run_inner<scalar_t, A, M, true>(x + i, bp, gi, ggi, out + i, n, alpha, gain, clamp);
+      } else {
+        run_inner<scalar_t, A, M, false>(x + i, bp, gi, ggi, out + i, n, alpha, gain, clamp);
+      }
+    };
+    if (b == nullptr || C == 1) {
+      body(begin, end - begin, b, false);
+    } else if (inner == 1) {  // channels innermost: the bias advances with the element
+      int64_t c = begin % C;
+      for (int64_t i = begin; i < end;) {
+        const int64_t n = std::min(C - c, end - i);
+        body(i, n, b + c, true);
+        i += n;
+        c = 0;
+      }
+    } else {  // runs of `inner` elements share one channel
+      int64_t c = (begin / inner) % C;
+      int64_t r = begin % inner;
+      for (int64_t i = begin; i < end;) {
+        const int64_t n = std::min(inner - r, end - i);
+        body(i, n, b + c, false);
+        i += n;
+        r = 0;
+        if (++c == C) c = 0;
+      }
+    }
+  });
+}
+
+template <int M>
+void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const at::Tensor& gg, at::Tensor& out,
+            int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+  TORCH_CHECK(x.device().is_cpu(), "gan_fast::bias_act (CPU kernel): x must be a CPU tensor, got ", x.device());
+  TORCH_CHECK(act >= 0 && act < kNumActs, "gan_fast::bias_act: unknown activation code ", act);
+  const int64_t numel = x.numel();
+  if (numel == 0) return;
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gan_fast::bias_act_cpu", [&] {
+    const scalar_t* xp = x.const_data_ptr<scalar_t>();
+    const scalar_t* bp = b.numel() > 0 ? b.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* gp = g.defined() ? g.const_data_ptr<scalar_t>() : nullptr;
+    const scalar_t* ggp = gg.defined() ? gg.const_data_ptr<scalar_t>() : nullptr;
+    scalar_t* op = out.mutable_data_ptr<scalar_t>();
+    GAN_FAST_DISPATCH_ACT(act, [&] { run<scalar_t, kAct, M>(xp, bp, gp, ggp, op, numel, C, inner, alpha, gain, clamp); });
+  });
+}
+
+}  // namespace
+
+at::Tensor bias_act_fwd_cpu(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
+                            double clamp, int64_t C, int64_t inner) {
+  at::Tensor bb = check_bias_act(x, b, C, inner);
+  at::Tensor y = at::empty_like(x);
+  launch<kForward>(x, bb, at::Tensor(), at::Tensor(), y, act, alpha, gain, clamp, C, inner);
+  return y;
+}
+
+at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
+                             double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+  at::Tensor bb = check_bias_act(x, b, C, inner);
+  at::Tensor g = like_x(dy, x, "dy");
+  at::Tensor dx = at::empty_like(x);
+  launch<kGrad>(x, bb, g, at::Tensor(), dx, act, alpha, gain, clamp, C, inner);
+  return dx;
+}
+
+at::Tensor bias_act_grad2_cpu(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
+                              const at::Tensor& b, int64_t act, double alpha, double gain, double clamp, int64_t C,
+                              int64_t inner) {
+  at::Tensor bb = check_bias_act(x, b, C, inner);
+  at::Tensor g = like_x(dy, x, "dy");
+  at::Tensor gg = like_x(ddx, x, "ddx");
+  at::Tensor out = at::empty_like(x);
+  launch<kGrad2>(x, bb, g, gg, out, act, alpha, gain, clamp, C, inner);
+  return out;
+}
+
+}  // namespace gan_fast

@@ -1,0 +1,240 @@
+// bias_act: shared activation math (CPU and CUDA) and the kernel entry points.
+//
+// The activation codes match gan_fast/activations.py (keep them in sync):
+//   0 linear, 1 relu, 2 lrelu, 3 tanh, 4 sigmoid, 5 elu, 6 selu, 7 softplus, 8 swish.
+// Each activation gives f(v), f'(v) and f''(v) of the pre-activation v = x + b,
+// written to agree with the derivatives PyTorch's autograd takes of the
+// reference (including the value at kinks: relu'(0) = 0, lrelu'(0) = alpha,
+// elu'(0) = alpha, softplus is linear above 20 like F.softplus).
+//
+// y      = clamp(f(v) * gain, -clamp, clamp)              (clamp < 0: no clamp)
+// dx     = dy * gain * f'(v) * [-clamp <= f(v) * gain <= clamp]
+// d_x    = ddx * dy * gain * f''(v) * [same mask]        (the second-order kernel)
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty_like.h>
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <cstdint>
+
+namespace gan_fast {
+
+enum ActCode : int64_t {
+  kLinear = 0,
+  kRelu = 1,
+  kLrelu = 2,
+  kTanh = 3,
+  kSigmoid = 4,
+  kElu = 5,
+  kSelu = 6,
+  kSoftplus = 7,
+  kSwish = 8,
+  kNumActs = 9,
+};
+
+constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
+constexpr double kSeluScale = 1.0507009873554804934193349852946;
+constexpr double kSoftplusThreshold = 20.0;
+
+template <int A, typename T>
+struct Act;
+
+template <typename T>
+struct Act<kLinear, T> {
+  static C10_HOST_DEVICE inline T f(T v, T) { return v; }
+  static C10_HOST_DEVICE inline T d1(T, T) { return T(1); }
+  static C10_HOST_DEVICE inline T d2(T, T) { return T(0); }
+};
+
+template <typename T>
+struct Act<kRelu, T> {
+  static C10_HOST_DEVICE inline T f(T v, T) { return v > T(0) ? v : T(0); }
+  static C10_HOST_DEVICE inline T d1(T v, T) { return v > T(0) ? T(1) : T(0); }
+  static C10_HOST_DEVICE inline T d2(T, T) { return T(0); }
+};
+
+template <typename T>
+struct Act<kLrelu, T> {
+  static C10_HOST_DEVICE inline T f(T v, T a) { return v > T(0) ? v : v * a; }
+  static C10_HOST_DEVICE inline T d1(T v, T a) { return v > T(0) ? T(1) : a; }
+  static C10_HOST_DEVICE inline T d2(T, T) { return T(0); }
+};
+
+template <typename T>
+struct Act<kTanh, T> {
+  static C10_HOST_DEVICE inline T f(T v, T) { return std::tanh(v); }
+  static C10_HOST_DEVICE inline T d1(T v, T) {
+    T t = std::tanh(v);
+    return T(1) - t * t;
+  }
+  static C10_HOST_DEVICE inline T d2(T v, T) {
+    T t = std::tanh(v);
+    return T(-2) * t * (T(1) - t * t);
+  }
+};
+
+template <typename T>
+C10_HOST_DEVICE inline T sigmoid(T v) {
+  return T(1) / (T(1) + std::exp(-v));
+}
+
+template <typename T>
+struct Act<kSigmoid, T> {
+  static C10_HOST_DEVICE inline T f(T v, T) { return sigmoid(v); }
+  static C10_HOST_DEVICE inline T d1(T v, T) {
+    T s = sigmoid(v);
+    return s * (T(1) - s);
+  }
+  static C10_HOST_DEVICE inline T d2(T v, T) {
+    T s = sigmoid(v);
+    return s * (T(1) - s) * (T(1) - T(2) * s);
+  }
+};
+
+template <typename T>
+struct Act<kElu, T> {
+  static C10_HOST_DEVICE inline T f(T v, T a) { return v > T(0) ? v : std::expm1(v) * a; }
+  static C10_HOST_DEVICE inline T d1(T v, T a) { return v > T(0) ? T(1) : a * std::exp(v); }
+  static C10_HOST_DEVICE inline T d2(T v, T a) { return v > T(0) ? T(0) : a * std::exp(v); }
+};
+
+template <typename T>
+struct Act<kSelu, T> {
+  static C10_HOST_DEVICE inline T f(T v, T) {
+    return v > T(0) ? v * T(kSeluScale) : std::expm1(v) * T(kSeluAlpha * kSeluScale);
+  }
+  static C10_HOST_DEVICE inline T d1(T v, T) {
+    return v > T(0) ? T(kSeluScale) : T(kSeluAlpha * kSeluScale) * std::exp(v);
+  }
+  static C10_HOST_DEVICE inline T d2(T v, T) {
+    return v > T(0) ? T(0) : T(kSeluAlpha * kSeluScale) * std::exp(v);
+  }
+};
+
+template <typename T>
+struct Act<kSoftplus, T> {
+  static C10_HOST_DEVICE inline T f(T v, T) {
+    return v > T(kSoftplusThreshold) ? v : std::log1p(std::exp(v));
+  }
+  static C10_HOST_DEVICE inline T d1(T v, T) {
+    if (v > T(kSoftplusThreshold)) return T(1);
+    T z = std::exp(v);
+    return z / (z + T(1));
+  }
+  static C10_HOST_DEVICE inline T d2(T v, T) {
+    if (v > T(kSoftplusThreshold)) return T(0);
+    T z = std::exp(v);
+    return z / ((z + T(1)) * (z + T(1)));
+  }
+};
+
+template <typename T>
+struct Act<kSwish, T> {
+  static C10_HOST_DEVICE inline T f(T v, T) { return sigmoid(v) * v; }
+  static C10_HOST_DEVICE inline T d1(T v, T) {
+    T s = sigmoid(v);
+    return s * (T(1) + v * (T(1) - s));
+  }
+  static C10_HOST_DEVICE inline T d2(T v, T) {
+    T s = sigmoid(v);
+    return s * (T(1) - s) * (T(2) + v * (T(1) - T(2) * s));
+  }
+};
+
+// The gradient mask of torch.clamp(pre, -c, c): passes where -c <= pre <= c (NaN: blocked).
+template <typename T>
+C10_HOST_DEVICE inline bool clamp_pass(T pre, T c) {
+  return c < T(0) || (pre >= -c && pre <= c);
+}
+
+template <typename T>
+C10_HOST_DEVICE inline T clamp_value(T y, T c) {
+  if (c < T(0)) return y;
+  return y < -c ? -c : (y > c ? c : y);  // NaN stays NaN, as in torch.clamp
+}
+
+// Modes of the elementwise kernels.
+enum Mode : int { kForward = 0, kGrad = 1, kGrad2 = 2 };
+
+// One element: v = x + b; returns y (kForward), dx (kGrad) or d_x (kGrad2).
+// `g` is dy for kGrad/kGrad2, `gg` is ddx for kGrad2.
+template <int A, int M, typename T>
+C10_HOST_DEVICE inline T bias_act_element(T v, T g, T gg, T alpha, T gain, T clamp) {
+  if (M == kForward) {
+    return clamp_value(Act<A, T>::f(v, alpha) * gain, clamp);
+  }
+  if (clamp >= T(0) && !clamp_pass(Act<A, T>::f(v, alpha) * gain, clamp)) {
+    return T(0);
+  }
+  if (M == kGrad) {
+    return g * gain * Act<A, T>::d1(v, alpha);
+  }
+  return gg * g * gain * Act<A, T>::d2(v, alpha);
+}
+
+// Calls F::template run<A>() for the runtime activation code.
+#define GAN_FAST_DISPATCH_ACT(code, ...)                                            \
+  [&] {                                                                             \
+    switch (code) {                                                                 \
+      case ::gan_fast::kLinear: { constexpr int kAct = 0; return __VA_ARGS__(); }   \
+      case ::gan_fast::kRelu: { constexpr int kAct = 1; return __VA_ARGS__(); }     \
+      case ::gan_fast::kLrelu: { constexpr int kAct = 2; return __VA_ARGS__(); }    \
+      case ::gan_fast::kTanh: { constexpr int kAct = 3; return __VA_ARGS__(); }     \
+      case ::gan_fast::kSigmoid: { constexpr int kAct = 4; return __VA_ARGS__(); }  \
+      case ::gan_fast::kElu: { constexpr int kAct = 5; return __VA_ARGS__(); }      \
+      case ::gan_fast::kSelu: { constexpr int kAct = 6; return __VA_ARGS__(); }     \
+      case ::gan_fast::kSoftplus: { constexpr int kAct = 7; return __VA_ARGS__(); } \
+      case ::gan_fast::kSwish: { constexpr int kAct = 8; return __VA_ARGS__(); }    \
+      default: TORCH_CHECK(false, "gan_fast::bias_act: unknown activation code ", code); \
+    }                                                                               \
+  }()
+
+// Argument checks shared by the CPU and CUDA entry points. Returns `t` with
+// x's strides (copied when they differ), so that one memory offset indexes
+// the same element in every operand.
+inline at::Tensor like_x(const at::Tensor& t, const at::Tensor& x, const char* name) {
+  TORCH_CHECK(t.sizes() == x.sizes(), "gan_fast::bias_act: ", name, " has shape ", t.sizes(), " but x has ",
+              x.sizes());
+  TORCH_CHECK(t.device() == x.device(), "gan_fast::bias_act: ", name, " is on ", t.device(), " but x is on ",
+              x.device());
+  if (t.scalar_type() == x.scalar_type() && t.strides() == x.strides()) return t;
+  at::Tensor out = at::empty_like(x);
+  out.copy_(t);
+  return out;
+}
+
+inline at::Tensor check_bias_act(const at::Tensor& x, const at::Tensor& b, int64_t C, int64_t inner) {
+  TORCH_CHECK(x.is_floating_point(), "gan_fast::bias_act: x must be floating point, got ", x.scalar_type());
+  TORCH_CHECK(x.is_non_overlapping_and_dense(),
+              "gan_fast::bias_act: x must be dense (any dense memory format); call .contiguous() first");
+  TORCH_CHECK(C >= 1 && inner >= 1, "gan_fast::bias_act: C and inner must be >= 1, got ", C, " and ", inner);
+  if (b.numel() == 0) return b;
+  TORCH_CHECK(b.dim() == 1 && b.numel() == C, "gan_fast::bias_act: b must have C = ", C, " entries, got shape ",
+              b.sizes());
+  TORCH_CHECK(b.device() == x.device(), "gan_fast::bias_act: b is on ", b.device(), " but x is on ", x.device());
+  return b.to(x.scalar_type()).contiguous();
+}
+
+// Kernel entry points (the schema is in ops.cpp). `b` may be empty (no bias);
+// C = x.shape[dim], inner = x.stride(dim): the channel of the element at
+// memory offset i is (i / inner) % C.
+at::Tensor bias_act_fwd_cpu(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
+                            double clamp, int64_t C, int64_t inner);
+at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
+                             double alpha, double gain, double clamp, int64_t C, int64_t inner);
+at::Tensor bias_act_grad2_cpu(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
+                              const at::Tensor& b, int64_t act, double alpha, double gain, double clamp, int64_t C,
+                              int64_t inner);
+#ifdef GAN_FAST_WITH_CUDA
+at::Tensor bias_act_fwd_cuda(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
+                             double clamp, int64_t C, int64_t inner);
+at::Tensor bias_act_grad_cuda(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
+                              double alpha, double gain, double clamp, int64_t C, int64_t inner);
+at::Tensor bias_act_grad2_cuda(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
+                               const at::Tensor& b, int64_t act, double alpha, double gain, double clamp,
+                               int64_t C, int64_t inner);
+#endif
+
+}  // namespace gan_fast

@@ -1,0 +1,86 @@
+// upfirdn2d: argument checks and index arithmetic shared by the CPU and CUDA kernels.
+//
+// y[n, c, oy, ox] = gain * sum_{i, j} fc[i, j] * u[oy * down_y + i, ox * down_x + j]
+// where u is x upsampled (up-1 zeros after each sample) and padded by
+// (px0, px1, py0, py1) (negative pads crop), and fc is the correlation filter:
+// f itself when flip_filter, else f flipped in both axes (a true convolution).
+// Only the taps that land on real samples are visited: for output row oy the
+// input rows are iy = ceil((oy*down_y - py0) / up_y) .. floor((oy*down_y - py0 + fh - 1) / up_y),
+// clipped to [0, H), with tap row i = iy*up_y - (oy*down_y - py0).
+#pragma once
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <c10/macros/Macros.h>
+
+#include <cstdint>
+
+namespace gan_fast {
+
+C10_HOST_DEVICE inline int64_t floor_div(int64_t a, int64_t b) {  // b > 0
+  return a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+
+C10_HOST_DEVICE inline int64_t ceil_div(int64_t a, int64_t b) {  // b > 0
+  return -floor_div(-a, b);
+}
+
+struct UpFirDnParams {
+  int64_t N, C, H, W, OH, OW;
+  int64_t upx, upy, downx, downy;
+  int64_t px0, py0;
+  int64_t fw, fh;
+};
+
+// Checks the arguments, allocates the output (channels_last when x is, else
+// contiguous) and returns the correlation filter in the accumulation dtype
+// (float, or double for double x) with `gain` folded in.
+inline UpFirDnParams check_upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy,
+                                     int64_t downx, int64_t downy, int64_t px0, int64_t px1, int64_t py0,
+                                     int64_t py1, bool flip_filter, double gain, at::Tensor& out,
+                                     at::Tensor& fc) {
+  TORCH_CHECK(x.dim() == 4, "gan_fast::upfirdn2d: x must be 4-D [N, C, H, W], got shape ", x.sizes());
+  TORCH_CHECK(x.is_floating_point(), "gan_fast::upfirdn2d: x must be floating point, got ", x.scalar_type());
+  TORCH_CHECK(f.dim() == 2 && f.numel() > 0, "gan_fast::upfirdn2d: f must be a non-empty 2-D [fh, fw] filter, got ",
+              f.sizes());
+  TORCH_CHECK(f.device() == x.device(), "gan_fast::upfirdn2d: f is on ", f.device(), " but x is on ", x.device());
+  TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1,
+              "gan_fast::upfirdn2d: up and down must be >= 1, got up=(", upx, ", ", upy, ") down=(", downx, ", ",
+              downy, ")");
+  UpFirDnParams p;
+  p.N = x.size(0);
+  p.C = x.size(1);
+  p.H = x.size(2);
+  p.W = x.size(3);
+  p.fh = f.size(0);
+  p.fw = f.size(1);
+  p.upx = upx;
+  p.upy = upy;
+  p.downx = downx;
+  p.downy = downy;
+  p.px0 = px0;
+  p.py0 = py0;
+  p.OW = floor_div(p.W * upx + px0 + px1 - p.fw, downx) + 1;
+  p.OH = floor_div(p.H * upy + py0 + py1 - p.fh, downy) + 1;
+  TORCH_CHECK(p.OW >= 1 && p.OH >= 1, "gan_fast::upfirdn2d: the padding and filter leave no output (", p.OH, "x",
+              p.OW, ") for x of shape ", x.sizes());
+  const bool channels_last = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
+  out = at::empty({p.N, p.C, p.OH, p.OW},
+                  x.options().memory_format(channels_last ? at::MemoryFormat::ChannelsLast
+                                                          : at::MemoryFormat::Contiguous));
+  const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
+  fc = flip_filter ? f : f.flip({0, 1});
+  fc = fc.to(acc).mul(gain).contiguous();
+  return p;
+}
+
+at::Tensor upfirdn2d_fwd_cpu(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy, int64_t downx,
+                             int64_t downy, int64_t px0, int64_t px1, int64_t py0, int64_t py1, bool flip_filter,
+                             double gain);
+#ifdef GAN_FAST_WITH_CUDA
+at::Tensor upfirdn2d_fwd_cuda(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy, int64_t downx,
+                              int64_t downy, int64_t px0, int64_t px1, int64_t py0, int64_t py1, bool flip_filter,
+                              double gain);
+#endif
+
+}  // namespace gan_fast
