@@ -40,6 +40,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import device_guard, is_dense, split_f64
+
 __all__ = ["bias_act_fwd", "bias_act_grad", "bias_act_grad2", "ACT_CODES"]
 
 # Must match gan_fast/activations.py (the codes the C++ kernels use too).
@@ -221,20 +223,6 @@ def _bias_act_kernel(x_ptr, b_ptr, dy_ptr, ddx_ptr, out_ptr, n, C, stride_c, alp
 # Launchers
 
 
-def _is_dense(t: torch.Tensor) -> bool:
-    """Non-overlapping and dense: the elements fill numel consecutive storage slots in some order."""
-    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last) or (
-            t.ndim == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)):
-        return True
-    dims = sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda p: p[1])
-    expected = 1
-    for size, stride in dims:
-        if stride != expected:
-            return False
-        expected *= size
-    return True
-
-
 def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
     return all(s == 1 or sa == sb for s, sa, sb in zip(a.shape, a.stride(), b.stride()))
 
@@ -253,13 +241,13 @@ def _channel_stride(x: torch.Tensor, C: int, inner: int) -> int:
 
 
 def _prepare(x: torch.Tensor, b: Optional[torch.Tensor], C: int, inner: int, *others: torch.Tensor):
-    if not _is_dense(x):
+    if not is_dense(x):
         x = torch.empty_like(x).copy_(x)  # dense, in the stride order empty_like(x) gives the output
     aligned = []
     for t in others:
         if t.shape != x.shape:
             raise ValueError(f"bias_act kernels: shape {tuple(t.shape)} differs from x's {tuple(x.shape)}")
-        if not (_is_dense(t) and _same_layout(t, x)):
+        if not (is_dense(t) and _same_layout(t, x)):
             t = torch.empty_like(x, dtype=t.dtype).copy_(t)
         aligned.append(t)
     has_bias = b is not None and b.numel() > 0
@@ -288,30 +276,16 @@ def _launch(mode: int, x, b, dy, ddx, act_code: int, alpha: float, gain: float, 
         return out
     clamp = float(clamp) if clamp is not None else -1.0
     f64 = x.dtype == torch.float64
-    scalars = [_split(float(alpha), f64), _split(float(gain), f64), _split(clamp, f64)]
+    scalars = [split_f64(float(alpha), f64), split_f64(float(gain), f64), split_f64(clamp, f64)]
     block = 1024 if x.is_cuda else 4096  # fewer, larger programs under the interpreter
     int64 = n + block > _INT32_LIMIT or int(C) * max(stride_c, 1) > _INT32_LIMIT
     grid = (triton.cdiv(n, block),)
-    with torch.cuda.device(x.device) if x.is_cuda else _nullcontext():
+    with device_guard(x):
         _bias_act_kernel[grid](x, b, dy, ddx, out, n, max(int(C), 1), stride_c, *(p[0] for p in scalars),
                                *(p[1] for p in scalars),
                                ACT=int(act_code), MODE=mode, HAS_BIAS=has_bias, HAS_CLAMP=clamp >= 0,
                                INT64=int64, F64=f64, BLOCK=block, num_warps=4)
     return out
-
-
-def _split(value: float, f64: bool) -> Tuple[float, float]:
-    """value as float32 hi + lo (lo = 0 unless f64), so float64 kernels see ~48 bits of it."""
-    hi = float(torch.tensor(value, dtype=torch.float32))
-    return hi, (float(torch.tensor(value - hi, dtype=torch.float32)) if f64 else 0.0)
-
-
-class _nullcontext:
-    def __enter__(self):
-        return None
-
-    def __exit__(self, *exc):
-        return False
 
 
 def bias_act_fwd(x: torch.Tensor, b: Optional[torch.Tensor], act_code: int, alpha: float, gain: float,

@@ -9,7 +9,7 @@ import torch
 from .. import backend, checks
 from ..reference import gradient_norm_penalty as reference
 
-FAST_BACKENDS: Dict[str, Sequence[str]] = {}
+FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
 REDUCTIONS = ("mean", "sum", "none")
 
 

@@ -1,0 +1,74 @@
+"""Helpers shared by the Triton launchers: layout checks, float64 scalars, ticket counters.
+
+Ticket counters are self-resetting int32 counters for "the last program finishes the reduction" kernels.
+
+A kernel whose programs each write a partial result takes a ticket with
+``tl.atomic_add(counter, 1, sem='acq_rel')``; the program that draws the last
+ticket reduces the partials in a fixed order (deterministic, no float atomics)
+and stores 0 back into the counter. So a counter is all zeros between launches
+and needs no memset per call. Counters are kept per (device, stream): launches
+on one stream are ordered, so they never share a counter concurrently.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Dict, Tuple
+
+import torch
+
+
+def is_dense(t: torch.Tensor) -> bool:
+    """Non-overlapping and dense: the elements fill numel consecutive storage slots in some order."""
+    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last) or (
+            t.ndim == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)):
+        return True
+    dims = sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda p: p[1])
+    expected = 1
+    for size, stride in dims:
+        if stride != expected:
+            return False
+        expected *= size
+    return True
+
+
+def split_f64(value: float, f64: bool) -> Tuple[float, float]:
+    """``value`` as float32 hi + lo (lo = 0 unless ``f64``): Triton passes Python floats as float32, so
+    float64 kernels rebuild about 48 bits of the value as ``(zero_f64 + hi) + lo``."""
+    hi = float(torch.tensor(value, dtype=torch.float32))
+    return hi, (float(torch.tensor(value - hi, dtype=torch.float32)) if f64 else 0.0)
+
+
+class nullcontext:
+    def __enter__(self):
+        return None
+
+    def __exit__(self, *exc):
+        return False
+
+
+def device_guard(t: torch.Tensor):
+    """torch.cuda.device(t.device) for CUDA tensors (Triton launches on the current device), else a no-op."""
+    return torch.cuda.device(t.device) if t.is_cuda else nullcontext()
+
+_lock = threading.Lock()
+_counters: Dict[Tuple[str, int, int], torch.Tensor] = {}
+
+
+def _stream_key(device: torch.device) -> Tuple[str, int, int]:
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        return ("cuda", index, torch.cuda.current_stream(index).cuda_stream)
+    return (device.type, device.index or 0, 0)
+
+
+def counters(device: torch.device, n: int) -> torch.Tensor:
+    """At least ``n`` zeroed int32 counters on ``device`` for the current stream (the kernel must re-zero them)."""
+    key = _stream_key(torch.device(device))
+    with _lock:
+        buf = _counters.get(key)
+        if buf is None or buf.numel() < n:
+            size = max(n, 64, 0 if buf is None else 2 * buf.numel())
+            buf = torch.zeros(size, dtype=torch.int32, device=device)
+            _counters[key] = buf
+        return buf

@@ -1,0 +1,165 @@
+"""Fast backends of gradient_norm_penalty against the reference: forward, gradient, second order.
+
+On CPU the Triton backend runs under TRITON_INTERPRET=1 (conftest) at small odd
+shapes; the gpu-marked tests repeat them at R1 sizes on CUDA.
+"""
+
+import importlib
+
+import pytest
+import torch
+from torch.library import opcheck
+
+from conftest import fast_backends
+from gan_fast.fused import gradient_norm_penalty as fused
+from gan_fast.kernels import gradient_norm_penalty as K
+from gan_fast.ops.gradient_norm_penalty import gradient_norm_penalty
+
+ops_mod = importlib.import_module("gan_fast.ops.gradient_norm_penalty")  # gan_fast.ops re-exports the function
+BACKENDS = fast_backends(ops_mod.FAST_BACKENDS)
+CONFIGS = [(0.0, False), (0.0, True), (1.0, False), (0.7, True), (50.0, True)]  # (center, one_sided)
+REDUCTIONS = ["mean", "sum", "none"]
+F32 = dict(rtol=2e-5, atol=1e-5)
+
+
+def _grads(shape, device, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(shape, generator=g, dtype=torch.float64).to(device=device, dtype=dtype)
+
+
+def _first_and_second(fn, g, go, vv):
+    """(penalty, d/dg <go, penalty>, d/dg <vv, d/dg <go, penalty>>, d/dgo <vv, ...>)."""
+    g = g.detach().clone().requires_grad_(True)
+    go = go.detach().clone().requires_grad_(True)
+    p = fn(g)
+    (dg,) = torch.autograd.grad(p, g, go, create_graph=True)
+    d2g, d2go = torch.autograd.grad(dg, (g, go), vv)
+    return p.detach(), dg.detach(), d2g, d2go
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+@pytest.mark.parametrize("center,one_sided", CONFIGS)
+def test_matches_reference_float32(impl, center, one_sided, reduction, device):
+    g = _grads((5, 3, 7, 9), device)
+    go = _grads((5,) if reduction == "none" else (), device, seed=1)
+    vv = _grads(g.shape, device, seed=2)
+    want = _first_and_second(lambda x: gradient_norm_penalty(x, center, one_sided, reduction, impl="ref"), g, go, vv)
+    got = _first_and_second(lambda x: gradient_norm_penalty(x, center, one_sided, reduction, impl=impl), g, go, vv)
+    for a, b, what in zip(got, want, ("forward", "grad", "second order (grads)", "second order (grad_out)")):
+        assert a.dtype == b.dtype and a.shape == b.shape, what
+        torch.testing.assert_close(a, b, **F32, msg=lambda m: f"{what}: {m}")
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("center,one_sided,reduction", [(0.0, False, "mean"), (1.0, False, "none"),
+                                                        (0.5, True, "sum"), (0.0, True, "mean")])
+def test_gradcheck_gradgradcheck_float64(impl, center, one_sided, reduction, device):
+    g = _grads((3, 2, 2), device, torch.float64).requires_grad_(True)
+    fn = lambda x: gradient_norm_penalty(x, center, one_sided, reduction, impl=impl)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (g,))
+    assert torch.autograd.gradgradcheck(fn, (g,))
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_layouts_and_dtypes(impl, device):
+    g = _grads((4, 5, 3, 6), device)
+    for x in (g.to(memory_format=torch.channels_last), g[:, 1:4, :, ::2], g.transpose(0, 1)):
+        want = _first_and_second(lambda t: gradient_norm_penalty(t, 1.0, False, "none", impl="ref"), x,
+                                 _grads(x.shape[:1], device, seed=3), _grads(x.shape, device, seed=4))
+        got = _first_and_second(lambda t: gradient_norm_penalty(t, 1.0, False, "none", impl=impl), x,
+                                _grads(x.shape[:1], device, seed=3), _grads(x.shape, device, seed=4))
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a, b, **F32)
+        assert got[1].stride() == torch.empty_like(x).stride()
+    h = g.half()
+    p = gradient_norm_penalty(h, 0.0, False, "mean", impl=impl)
+    assert p.dtype == torch.float32
+    torch.testing.assert_close(p, gradient_norm_penalty(h, 0.0, False, "mean", impl="ref"), **F32)
+    one = g[:1].double()
+    torch.testing.assert_close(gradient_norm_penalty(one, 2.0, True, "sum", impl=impl),
+                               gradient_norm_penalty(one, 2.0, True, "sum", impl="ref"), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("split", [2, 3, 7])
+def test_split_reduction_is_deterministic_and_exact(split, device):
+    """Several programs per sample: partials reduced by the last-ticket program, in a fixed order."""
+    g = _grads((3, 5000), device)
+    for reduction in REDUCTIONS:
+        out, sq = K.gnp_forward(g, 0.5, True, reduction, split=split)
+        out2, sq2 = K.gnp_forward(g, 0.5, True, reduction, split=split)
+        assert torch.equal(out, out2) and torch.equal(sq, sq2)
+        torch.testing.assert_close(sq, g.square().sum(1), **F32)
+        torch.testing.assert_close(out, gradient_norm_penalty(g, 0.5, True, reduction, impl="ref"), **F32)
+
+
+def test_r1_composition(device):
+    """R1 on a small critic: the penalty step's parameter gradients equal the reference's."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Tanh(), torch.nn.Flatten(), torch.nn.Linear(100, 1))
+    net = net.to(device)
+    x = _grads((3, 3, 7, 7), device).requires_grad_(True)
+    grads = {}
+    for impl in ["ref"] + BACKENDS:
+        net.zero_grad()
+        (g,) = torch.autograd.grad(net(x).sum(), x, create_graph=True)
+        gradient_norm_penalty(g, 0.0, False, "mean", impl=impl).backward()
+        grads[impl] = [torch.zeros_like(p) if p.grad is None else p.grad.clone() for p in net.parameters()]
+    for impl in BACKENDS:
+        for a, b in zip(grads[impl], grads["ref"]):
+            torch.testing.assert_close(a, b, **F32)
+
+
+def test_opcheck_and_torch_func(device):
+    g = _grads((3, 4, 5), device)
+    for args in [(g, 1.0, True, "none"), (g, 0.0, False, "mean")]:
+        opcheck(fused._penalty_op, args)
+    sq = g.square().sum((1, 2))
+    opcheck(fused._penalty_backward_op, (g, sq, _grads((3,), device), 1.0, True, "none"))
+    opcheck(fused._penalty_backward_op, (g, sq, _grads((), device), 0.0, False, "sum"))
+    want = torch.func.grad(lambda t: gradient_norm_penalty(t, 1.0, False, "mean", impl="ref"))(g)
+    got = torch.func.grad(lambda t: fused.gradient_norm_penalty(t, 1.0, False, "mean", "triton"))(g)
+    torch.testing.assert_close(got, want, **F32)
+
+
+def test_validation_precedes_the_kernel(device):
+    for impl in BACKENDS:
+        with pytest.raises(ValueError, match="grads"):
+            gradient_norm_penalty(torch.zeros(0, 3, device=device), impl=impl)
+        with pytest.raises(TypeError, match="grads"):
+            gradient_norm_penalty(torch.zeros(2, 3, dtype=torch.int32, device=device), impl=impl)
+        with pytest.raises(ValueError, match="reduction"):
+            gradient_norm_penalty(torch.zeros(2, 3, device=device), reduction="max", impl=impl)
+
+
+# ---------------------------------------------------------------------------------------------- full size, GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("center,one_sided", CONFIGS)
+def test_gpu_full_size(center, one_sided, dtype):
+    g = _grads((32, 3, 256, 256), "cuda", dtype)
+    for reduction in REDUCTIONS:
+        go = _grads((32,) if reduction == "none" else (), "cuda", seed=1)
+        vv = _grads(g.shape, "cuda", dtype, seed=2)
+        want = _first_and_second(lambda x: gradient_norm_penalty(x, center, one_sided, reduction, impl="ref"), g, go,
+                                 vv)
+        got = _first_and_second(lambda x: gradient_norm_penalty(x, center, one_sided, reduction, impl="triton"), g,
+                                go, vv)
+        tol = F32 if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
+        for a, b in zip(got, want):
+            torch.testing.assert_close(a.float(), b.float(), **tol)
+
+
+def test_compile_traces_forward_fullgraph(device):
+    """The fused op is an opaque custom_op inside an autograd.Function: fullgraph compile, forward + backward."""
+    g = _grads((4, 3, 5), device).requires_grad_(True)
+    fn = torch.compile(lambda t: fused.gradient_norm_penalty(t, 1.0, False, "mean", "triton"), fullgraph=True)
+    p = fn(g)
+    (dg,) = torch.autograd.grad(p, g)
+    gr = g.detach().clone().requires_grad_(True)
+    want = gradient_norm_penalty(gr, 1.0, False, "mean", impl="ref")
+    (dw,) = torch.autograd.grad(want, gr)
+    torch.testing.assert_close(p.detach(), want.detach(), **F32)
+    torch.testing.assert_close(dg, dw, **F32)
