@@ -28,6 +28,8 @@ import torch
 import triton
 import triton.language as tl
 
+from ._common import device_guard
+
 __all__ = ["upfirdn2d_fwd", "output_size", "SEPARABLE_TWO_PASS_MIN_TAPS"]
 
 # A separable [ft] filter runs as two 1-D passes (x then y, float32 in between)
@@ -155,7 +157,7 @@ def _launch(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, upx: int, upy: in
     channels_last = _is_channels_last(y)
     span_x = sum((s - 1) * abs(st) for s, st in zip(x.shape, x.stride()))
     span_y = sum((s - 1) * abs(st) for s, st in zip(y.shape, y.stride()))
-    # Indices reach at most one row/column past the image before masking, hence the margin.
+    # Only unmasked lanes need exact offsets (masked ones may wrap); a small margin for safety.
     use_int64 = max(span_x + 2 * (abs(x.stride(2)) + abs(x.stride(3))), span_y) > _INT32_MAX // 2
     args = (x, g, y, c, h, w, oh, ow, *x.stride(), *y.stride(), px0, py0,
             -(-max(px0, 0) // upx), -(-max(py0, 0) // upy))
@@ -165,7 +167,12 @@ def _launch(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, upx: int, upy: in
     def grid(meta):
         return (n * triton.cdiv(c, meta["BLOCK_C"]) * triton.cdiv(oh * ow, meta["BLOCK_P"]),)
 
-    if _interpreting() or x.device.type != "cuda":
+    with device_guard(x):
+        _launch_kernel(channels_last, grid, args, consts, c, oh, ow, x.device.type == "cuda")
+
+
+def _launch_kernel(channels_last, grid, args, consts, c, oh, ow, cuda):
+    if _interpreting() or not cuda:
         # Interpreter (tests): few, large programs; autotuning would only waste time.
         if channels_last:
             block_c = min(_next_pow2(c), 64)
