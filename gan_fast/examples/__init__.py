@@ -1,0 +1,1 @@
+"""Runnable examples: ``python -m gan_fast.examples.toy_2d --help``."""
