@@ -9,7 +9,7 @@ import torch
 from .. import backend, checks
 from ..reference import power_iteration as reference
 
-FAST_BACKENDS: Dict[str, Sequence[str]] = {}
+FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
 
 
 def power_iteration(weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, n_iterations: int = 1,

@@ -9,7 +9,7 @@ import torch
 from .. import backend, checks
 from ..reference import spectral_normalize as reference
 
-FAST_BACKENDS: Dict[str, Sequence[str]] = {}
+FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
 
 
 def spectral_normalize(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, dim: int = 0,
