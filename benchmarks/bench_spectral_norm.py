@@ -1,0 +1,113 @@
+"""Spectral norm cases: ``spectral_normalize`` over every layer of a BigGAN-128 D (one training
+forward's worth: one power iteration + W / sigma per layer), against PyTorch's own
+``torch.nn.utils.parametrizations.spectral_norm``; and ``power_iteration`` on the largest layer."""
+
+from __future__ import annotations
+
+from typing import Dict, List, Tuple
+
+import torch
+import torch.nn.functional as F
+
+from gan_fast import ops
+from gan_fast.ops import power_iteration as pi_module
+from gan_fast.ops import spectral_normalize as sn_module
+
+from .harness import Case
+
+N_CLASSES = 1000
+
+
+def biggan128_d_shapes(ch: int = 96) -> List[Tuple[str, Tuple[int, ...]]]:
+    """Weight shapes of every spectrally normalised layer of BigGAN-PyTorch's D_arch[128] (ch=96).
+
+    Blocks 3->ch, ch->2ch, 2ch->4ch, 4ch->8ch, 8ch->16ch (downsampling) and 16ch->16ch, each with
+    two 3x3 convs and a learnable 1x1 shortcut where channels change or it downsamples; the
+    self-attention layer at 64x64 (theta, phi: ch/8, g: ch/2, o); the final linear and the class
+    embedding (projection discriminator).
+    """
+    ins = [3, ch, 2 * ch, 4 * ch, 8 * ch, 16 * ch]
+    outs = [ch, 2 * ch, 4 * ch, 8 * ch, 16 * ch, 16 * ch]
+    downs = [True] * 5 + [False]
+    shapes: List[Tuple[str, Tuple[int, ...]]] = []
+    for i, (cin, cout, down) in enumerate(zip(ins, outs, downs)):
+        shapes.append((f"block{i}.conv1", (cout, cin, 3, 3)))
+        shapes.append((f"block{i}.conv2", (cout, cout, 3, 3)))
+        if cin != cout or down:
+            shapes.append((f"block{i}.conv_sc", (cout, cin, 1, 1)))
+        if i == 0:  # attention at resolution 64, after the first block
+            shapes += [("attn.theta", (ch // 8, ch, 1, 1)), ("attn.phi", (ch // 8, ch, 1, 1)),
+                       ("attn.g", (ch // 2, ch, 1, 1)), ("attn.o", (ch, ch // 2, 1, 1))]
+    shapes += [("linear", (1, 16 * ch)), ("embed", (N_CLASSES, 16 * ch))]
+    return shapes
+
+
+def _sn_case(ch: int, dtype, name: str) -> Case:
+    shapes = biggan128_d_shapes(ch)
+    nparams = sum(torch.Size(s).numel() for _, s in shapes)
+
+    def make(device, dtype, batch):
+        t: Dict[str, torch.Tensor] = {}
+        for i, (_, s) in enumerate(shapes):
+            t[f"w{i}"] = (torch.randn(*s, device=device) / (torch.Size(s[1:]).numel() ** 0.5)).to(dtype)
+            t[f"u{i}"] = F.normalize(torch.randn(s[0], device=device), dim=0).to(dtype)
+            t[f"v{i}"] = F.normalize(torch.randn(torch.Size(s[1:]).numel(), device=device), dim=0).to(dtype)
+        return t
+
+    def run(t, impl):
+        outs = []
+        for i in range(len(shapes)):
+            w, u, v = ops.spectral_normalize(t[f"w{i}"], t[f"u{i}"], t[f"v{i}"], impl=impl)
+            outs += [w, u, v]
+        return outs
+
+    def torch_sn(t):
+        """PyTorch's parametrization on modules holding the same weights, u and v."""
+        mods = []
+        for i, (_, s) in enumerate(shapes):
+            m = torch.nn.Module()
+            m.weight = torch.nn.Parameter(t[f"w{i}"].detach().clone())
+            torch.nn.utils.parametrizations.spectral_norm(m)
+            with torch.no_grad():
+                m.parametrizations.weight[0]._u.copy_(t[f"u{i}"])
+                m.parametrizations.weight[0]._v.copy_(t[f"v{i}"])
+            m.train()
+            mods.append(m)
+        tens = dict(t)
+        for i, m in enumerate(mods):
+            tens[f"w{i}"] = m.parametrizations.weight.original
+
+        def forward(_t):
+            outs = []
+            for m in mods:
+                p = m.parametrizations.weight[0]
+                outs += [m.weight, p._u, p._v]
+            return outs
+        return forward, tens
+
+    return Case(op="spectral_normalize", name=name,
+                shape=f"BigGAN-128 D ch={ch}: {len(shapes)} layers, {nparams / 1e6:.1f}M weights", dtype=dtype,
+                make=make, run=run, diff=tuple(f"w{i}" for i in range(len(shapes))), op_modules=(sn_module,),
+                passes=("fwd", "fwdbwd"), extra_baselines={"torch_sn": torch_sn},
+                note="all layers, 1 power iteration each; torch_sn = torch.nn.utils.parametrizations.spectral_norm")
+
+
+def _pi_case(h: int, w: int, dtype, name: str) -> Case:
+    def make(device, dtype, batch):
+        return {"W": (torch.randn(h, w, device=device) / w ** 0.5).to(dtype),
+                "u": F.normalize(torch.randn(h, device=device), dim=0).to(dtype),
+                "v": F.normalize(torch.randn(w, device=device), dim=0).to(dtype)}
+
+    def run(t, impl):
+        return ops.power_iteration(t["W"], t["u"], t["v"], n_iterations=1, impl=impl)
+
+    return Case(op="power_iteration", name=name, shape=f"W [{h}, {w}], 1 iteration", dtype=dtype, make=make, run=run,
+                diff=("W",), op_modules=(pi_module,), passes=("fwd", "fwdbwd"))
+
+
+def cases(preset: str, device: torch.device) -> List[Case]:
+    if preset == "ci":
+        return [_sn_case(8, torch.float32, "biggan128_D_ch8"), _pi_case(128, 128 * 9, torch.float32, "128x1152")]
+    if preset == "biggan":
+        return [_sn_case(96, torch.float32, "biggan128_D"), _pi_case(1536, 1536 * 9, torch.float32, "1536x13824")]
+    return []
