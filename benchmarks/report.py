@@ -1,0 +1,231 @@
+"""Renders the README's results section (markdown) from recorded runs.
+
+``python -m benchmarks.report [FILES...] [--results DIR]`` reads ``benchmarks/results/*.json``
+(or the given files), keeps the newest run of each (device, preset), and prints, per device,
+a table of same-run ratios and the standing of the performance targets of issue 5. CPU runs
+are labelled as such and quote ratios only (their absolute times are noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+FAST = ("triton", "cpp")
+# Peak DRAM bandwidth (GB/s) by device-name fragment, for the bias_act bandwidth target.
+PEAK_GBPS = (("H200", 4800.0), ("H100 PCIe", 2000.0), ("H100", 3350.0), ("A100", 2039.0))
+
+
+def load(paths: List[str]) -> List[Dict[str, Any]]:
+    runs = []
+    for p in paths:
+        try:
+            with open(p) as f:
+                d = json.load(f)
+            d["_path"] = p
+            runs.append(d)
+        except (OSError, ValueError) as exc:
+            print(f"skipping {p}: {exc}", file=sys.stderr)
+    return runs
+
+
+def newest(runs: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
+    """{device: [newest run of each preset on it]}."""
+    best: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    for r in runs:
+        key = (r["meta"]["device"], r["meta"]["preset"])
+        if key not in best or r["meta"]["created"] > best[key]["meta"]["created"]:
+            best[key] = r
+    out: Dict[str, List[Dict[str, Any]]] = {}
+    for (dev, _), r in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        out.setdefault(dev, []).append(r)
+    return out
+
+
+def _dev(name: str, cpu: bool) -> str:
+    return f"{name} (CPU)" if cpu and "CPU" not in name else name
+
+
+def _x(v: Optional[float]) -> str:
+    return "—" if v is None else f"{v:.2f}×"
+
+
+def _err(v: Optional[float]) -> str:
+    return "—" if v is None else f"{v:.1e}"
+
+
+def run_table(run: Dict[str, Any]) -> List[str]:
+    meta = run["meta"]
+    cpu = meta["device_type"] != "cuda"
+    lines = [f"#### {_dev(meta['device'], cpu)} — preset `{meta['preset']}`, "
+             f"{meta['created'][:10]}, torch {meta['torch']}, triton {meta['triton']}, "
+             f"commit {meta.get('git_commit')}", ""]
+    src = run.get("_path", "?")
+    repo = os.path.dirname(os.path.dirname(RESULTS_DIR))
+    if os.path.abspath(src).startswith(repo + os.sep):
+        src = os.path.relpath(os.path.abspath(src), repo)
+    if cpu:
+        lines += ["CPU run: timings on shared cores are noisy, so only ratios measured within this one run are "
+                  f"quoted, never absolute times. Source: `{src}`" +
+                  ("" if meta.get("complete") else " (run incomplete)"), ""]
+        head = "| op / case | dtype | pass | backend | × eager | × compile | max abs err (ref scale) |"
+        lines += [head, "|---|---|---|---|---|---|---|"]
+    else:
+        lines += [f"Source: `{src}`" + ("" if meta.get("complete") else " (run incomplete)"), ""]
+        head = "| op / case | dtype | pass | backend | median ms | × eager | × compile | peak MB | max abs err (ref scale) |"
+        lines += [head, "|---|---|---|---|---|---|---|---|---|"]
+    for r in run["records"]:
+        if r.get("status") == "skipped" and r.get("backend") is not None:
+            continue
+        be = (r.get("backend") or "—") + (f" [{r['variant']}]" if r.get("variant") else "")
+        name = f"{r['op']} / {r['case']}"
+        if r.get("status") == "ok":
+            err = f"{_err(r.get('max_abs_err'))} ({_err(r.get('ref_max_abs'))})" if r.get("max_abs_err") is not None \
+                else "—"
+            extra = f", {r['images_per_s']:.3g} img/s" if r.get("images_per_s") and not cpu else ""
+            cells = [_x(r.get("speedup_vs_eager")), _x(r.get("speedup_vs_compile"))]
+            if cpu:
+                row = [name, r["dtype"], r["pass"], be] + cells + [err]
+            else:
+                row = [name, r["dtype"], r["pass"], be, f"{r['median_ms']:.3f}{extra}"] + cells + \
+                      [("—" if r.get("peak_mem_mb") is None else f"{r['peak_mem_mb']:.0f}"), err]
+        else:
+            why = (r.get("error") or r.get("reason") or r.get("status") or "")[:80].replace("|", "/")
+            row = [name, r["dtype"], r.get("pass") or "—", be] + [f"{r.get('status')}: {why}"] + \
+                  [""] * (2 if cpu else 4)
+        lines.append("| " + " | ".join(str(c) for c in row) + " |")
+    return lines + [""]
+
+
+# ------------------------------------------------------------------------------ targets
+
+
+def _fast_ok(records, op, pass_name, dtype=None, case_prefix=None):
+    """{case/dtype: best fast-backend record} for an op and pass."""
+    best: Dict[str, Dict[str, Any]] = {}
+    for r in records:
+        if r["op"] != op or r.get("pass") != pass_name or r.get("backend") not in FAST or r.get("status") != "ok":
+            continue
+        if dtype and r["dtype"] != dtype:
+            continue
+        if case_prefix and not r["case"].startswith(case_prefix):
+            continue
+        key = f"{r['case']} {r['dtype']}"
+        if key not in best or r["median_ms"] < best[key]["median_ms"]:
+            best[key] = r
+    return best
+
+
+def _min_ratio(best: Dict[str, Dict[str, Any]], field: str) -> Tuple[Optional[float], str]:
+    vals = [(r.get(field), k) for k, r in best.items() if r.get(field) is not None]
+    if not vals:
+        return None, ""
+    v, k = min(vals)
+    return v, k
+
+
+def targets(records: List[Dict[str, Any]], device: str, device_type: str) -> List[Tuple[str, str, str]]:
+    """[(target, where it stands, met / missed / not measured)]."""
+    out = []
+
+    def add(target, best, field, threshold, extra=""):
+        v, where = _min_ratio(best, field)
+        if v is None:
+            out.append((target, "no fast backend measured", "not measured"))
+            return
+        out.append((target, f"worst of {len(best)} shapes: {v:.2f}× ({where}){extra}",
+                    "met" if v >= threshold else "missed"))
+
+    if device_type != "cuda":
+        best = _fast_ok(records, "bias_act", "fwdbwd", "float32", "8x256x32x32")
+        best = {k: r for k, r in best.items() if r["backend"] == "cpp"}
+        add("CPU: cpp bias_act fwd+bwd ≥ 2× eager at [8, 256, 32, 32] fp32", best, "speedup_vs_eager", 2.0)
+        return out
+    best = _fast_ok(records, "bias_act", "fwdbwd")
+    add("bias_act fwd+bwd ≥ 3× eager", best, "speedup_vs_eager", 3.0)
+    add("bias_act fwd+bwd ≥ 1.1× compile", best, "speedup_vs_compile", 1.1)
+    peak = next((bw for frag, bw in PEAK_GBPS if frag in device), None)
+    bw = [(r["gbps"] / peak, k) for k, r in best.items() if r.get("gbps") and peak]
+    if bw:
+        v, k = min(bw)
+        out.append(("bias_act within 80% of the bandwidth bound", f"worst: {100 * v:.0f}% of {peak:.0f} GB/s ({k})",
+                    "met" if v >= 0.8 else "missed"))
+    else:
+        out.append(("bias_act within 80% of the bandwidth bound", "no fast backend measured (or unknown peak)",
+                    "not measured"))
+    add("upfirdn2d up-2 fwd+bwd ≥ 2× eager", _fast_ok(records, "upfirdn2d", "fwdbwd", case_prefix="up2"),
+        "speedup_vs_eager", 2.0)
+    add("modulated conv synthesis layer fwd+bwd ≥ 1.3× faster eager variant",
+        _fast_ok(records, "modulated_conv2d", "fwdbwd"), "speedup_vs_eager", 1.3)
+    # spectral norm vs PyTorch's parametrization, same run
+    sn = [r for r in records if r["op"] == "spectral_normalize" and r.get("status") == "ok"]
+    torch_ms = {r["pass"]: r["median_ms"] for r in sn if r["backend"] == "torch_sn"}
+    fast = {}
+    for r in sn:
+        if r["backend"] in FAST and (r["pass"] not in fast or r["median_ms"] < fast[r["pass"]]):
+            fast[r["pass"]] = r["median_ms"]
+    if fast and torch_ms:
+        vals = {p: torch_ms[p] / fast[p] for p in fast if p in torch_ms}
+        v = min(vals.values())
+        out.append(("spectral norm, all BigGAN D layers, ≥ 5× torch spectral_norm",
+                    ", ".join(f"{p}: {x:.2f}×" for p, x in vals.items()), "met" if v >= 5 else "missed"))
+    else:
+        out.append(("spectral norm, all BigGAN D layers, ≥ 5× torch spectral_norm", "no fast backend measured",
+                    "not measured"))
+    r1 = [r for r in records if r["op"] == "r1_step" and r.get("pass") == "dbl" and r.get("status") == "ok"]
+    eager_mem = {r["dtype"]: r.get("peak_mem_mb") for r in r1 if r["backend"] == "eager"}
+    best = _fast_ok(records, "r1_step", "dbl")
+    if best:
+        mems = [(r.get("peak_mem_mb") or 0) / eager_mem[r["dtype"]] for r in best.values()
+                if eager_mem.get(r["dtype"])]
+        extra = f"; peak memory {max(mems):.2f}× eager" if mems else ""
+        v, where = _min_ratio(best, "speedup_vs_eager")
+        ok = v is not None and v >= 1.5 and (not mems or max(mems) <= 0.8)
+        out.append(("R1 step ≥ 1.5× eager double backward with ≤ 0.8× peak memory",
+                    f"{v:.2f}× ({where}){extra}", "met" if ok else "missed"))
+    else:
+        out.append(("R1 step ≥ 1.5× eager double backward with ≤ 0.8× peak memory", "no fast backend measured",
+                    "not measured"))
+    add("full StyleGAN2 iteration ≥ 1.3× eager", _fast_ok(records, "stylegan2_iteration", "iter"),
+        "speedup_vs_eager", 1.3)
+    return out
+
+
+def render(runs: List[Dict[str, Any]]) -> str:
+    lines = ["## Measured results", "",
+             "Generated by `python -m benchmarks.report` from the newest recorded run of each device and preset "
+             "in `benchmarks/results/`. Every ratio compares backends measured in the same run on the same "
+             "device; max abs err is against a float64 `ref` run of the same pass (its largest magnitude in "
+             "parentheses).", ""]
+    for dev, dev_runs in newest(runs).items():
+        dtype = dev_runs[0]["meta"]["device_type"]
+        lines += [f"### {_dev(dev, dtype != 'cuda')}", ""]
+        recs = [r for run in dev_runs for r in run["records"]]
+        lines += ["| target | where it stands | status |", "|---|---|---|"]
+        lines += [f"| {t} | {w} | {s} |" for t, w, s in targets(recs, dev, dtype)]
+        lines.append("")
+        for run in dev_runs:
+            lines += run_table(run)
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
+    p.add_argument("files", nargs="*", help="result JSON files (default: benchmarks/results/*.json)")
+    p.add_argument("--results", default=RESULTS_DIR)
+    args = p.parse_args(argv)
+    paths = args.files or sorted(glob.glob(os.path.join(args.results, "*.json")))
+    if not paths:
+        print(f"no results in {args.results}", file=sys.stderr)
+        return 1
+    print(render(load(paths)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
