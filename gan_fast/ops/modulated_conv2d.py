@@ -10,7 +10,7 @@ from .. import backend, checks
 from ..reference import modulated_conv2d as reference
 from .upfirdn2d import filter_size
 
-FAST_BACKENDS: Dict[str, Sequence[str]] = {}
+FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,

@@ -1,0 +1,268 @@
+"""modulated_conv2d: the fast backends (impl='triton') against the reference.
+
+On CPU the Triton kernels run under TRITON_INTERPRET=1 (conftest) at small
+shapes; the ``gpu`` tests repeat the checks at StyleGAN2 sizes in fp32/fp16/bf16.
+Checked: forward, first-order gradients w.r.t. x, weight, styles and noise, the
+second order (path-length-like: through the styles; R1-like: through x), both
+algorithms (fused_modconv True/False), up/down 2, 1x1 (ToRGB), noise,
+demodulate on/off, channels_last, and the kernels on their own.
+"""
+
+import importlib
+
+import pytest
+import torch
+
+from conftest import fast_backends
+from gan_fast import ops
+from gan_fast.kernels import modulated_conv2d as K
+from gan_fast.ops.upfirdn2d import setup_filter
+
+mc_mod = importlib.import_module("gan_fast.ops.modulated_conv2d")  # the module, not the function
+BACKENDS = fast_backends(mc_mod.FAST_BACKENDS)
+pytestmark = pytest.mark.skipif(not BACKENDS, reason="no fast modulated_conv2d backend")
+
+# (kernel, up, down, padding): the StyleGAN2 layers (3x3 conv, 3x3 up 2, 3x3 down 2, 1x1 ToRGB) plus odd cases.
+LAYERS = {
+    "conv3": (3, 1, 1, 1),
+    "up2": (3, 2, 1, 1),
+    "down2": (3, 1, 2, 1),
+    "torgb": (1, 1, 1, 0),
+    "k1up2": (1, 2, 1, 0),
+    "k3pad0": (3, 1, 1, (0, 1, 1, 0)),
+}
+
+
+def _inputs(device, layer, n=2, i=4, o=5, h=6, w=7, dtype=torch.float32, noise="per_sample", seed=0,
+            channels_last=False):
+    k, up, down, pad = LAYERS[layer]
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, i, h, w, generator=g)
+    weight = torch.randn(o, i, k, k, generator=g)
+    styles = torch.randn(n, i, generator=g) + 1.0
+    f = setup_filter([1, 3, 3, 1]) if (up > 1 or down > 1) else None
+    ref = ops.modulated_conv2d(x, weight, styles, up=up, down=down, padding=pad, resample_filter=f, impl="ref")
+    oh, ow = ref.shape[2:]
+    nz = {"per_sample": torch.randn(n, 1, oh, ow, generator=g), "shared": torch.randn(1, 1, oh, ow, generator=g),
+          "full": torch.randn(n, o, oh, ow, generator=g), None: None}[noise]
+    x = x.to(device=device, dtype=dtype)
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    args = [x, weight.to(device), styles.to(device), None if nz is None else nz.to(device)]
+    kw = dict(up=up, down=down, padding=pad, resample_filter=None if f is None else f.to(device))
+    return args, kw
+
+
+def _run(impl, args, kw, demodulate, fused, grads=True, seed=1):
+    args = [None if a is None else a.detach().clone().requires_grad_(a.is_floating_point()) for a in args]
+    y = ops.modulated_conv2d(*args, demodulate=demodulate, fused_modconv=fused, impl=impl, **kw)
+    if not grads:
+        return y, None
+    g = torch.Generator().manual_seed(seed)
+    r = torch.randn(y.shape, generator=g).to(device=y.device, dtype=y.dtype)
+    leaves = [a for a in args if a is not None]
+    gr = torch.autograd.grad((y * r).sum(), leaves)
+    return y, gr
+
+
+def _close(a, b, tol=2e-4):
+    torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol * max(1.0, b.abs().max().item()))
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("layer", list(LAYERS))
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_forward_and_grads(impl, layer, fused, demodulate, device):
+    args, kw = _inputs(device, layer)
+    y_ref, g_ref = _run("ref", args, kw, demodulate, fused)
+    y, g = _run(impl, args, kw, demodulate, fused)
+    assert y.shape == y_ref.shape and y.dtype == y_ref.dtype
+    _close(y, y_ref)
+    for name, a, b in zip(("x", "weight", "styles", "noise"), g, g_ref):
+        assert a.shape == b.shape, name
+        _close(a, b)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("noise", [None, "shared", "full"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_noise_shapes(impl, noise, fused, device):
+    args, kw = _inputs(device, "conv3", noise=noise, seed=3)
+    y_ref, g_ref = _run("ref", args, kw, True, fused)
+    y, g = _run(impl, args, kw, True, fused)
+    _close(y, y_ref)
+    for a, b in zip(g, g_ref):
+        _close(a, b)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("layer", ["conv3", "up2", "down2", "torgb"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_channels_last(impl, layer, fused, device):
+    args, kw = _inputs(device, layer, channels_last=True, seed=4)
+    y_ref, g_ref = _run("ref", args, kw, layer != "torgb", fused)
+    y, g = _run(impl, args, kw, layer != "torgb", fused)
+    _close(y, y_ref)
+    for a, b in zip(g, g_ref):
+        _close(a, b)
+    if not fused:  # the shared conv keeps channels_last, and so do the Triton passes around it
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+def _second_order(impl, args, kw, demodulate, fused, wrt):
+    """grad of |d<y, r>/d wrt|^2 w.r.t. every input: path length (wrt styles) or R1 (wrt x)."""
+    args = [None if a is None else a.detach().clone().requires_grad_() for a in args]
+    y = ops.modulated_conv2d(*args, demodulate=demodulate, fused_modconv=fused, impl=impl, **kw)
+    g = torch.Generator().manual_seed(7)
+    r = torch.randn(y.shape, generator=g).to(device=y.device, dtype=y.dtype)
+    (gi,) = torch.autograd.grad((y * r).sum(), [args[wrt]], create_graph=True)
+    pen = gi.square().sum()
+    leaves = args[:3]
+    got = torch.autograd.grad(pen, leaves, allow_unused=True, materialize_grads=True)
+    return got, gi
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("layer", ["conv3", "up2", "down2", "torgb"])
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("wrt", [2, 0], ids=["path_length", "r1"])
+def test_second_order(impl, layer, fused, wrt, device):
+    args, kw = _inputs(device, layer, noise=None, seed=5)
+    demod = layer != "torgb"
+    want, gi_ref = _second_order("ref", args, kw, demod, fused, wrt)
+    got, gi = _second_order(impl, args, kw, demod, fused, wrt)
+    _close(gi, gi_ref)
+    for a, b in zip(got, want):
+        _close(a, b, tol=5e-4)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_third_order_runs_and_matches(impl, device):
+    """Differentiating the second-order graph again still matches (the backwards are differentiable)."""
+    args, kw = _inputs(device, "conv3", noise=None, n=1, i=3, o=2, h=4, w=4, seed=6)
+
+    def third(impl):
+        a = [t.detach().clone().requires_grad_() for t in args[:3]]
+        y = ops.modulated_conv2d(*a, demodulate=True, fused_modconv=False, impl=impl, **kw)
+        (gs,) = torch.autograd.grad(y.square().sum(), [a[2]], create_graph=True)
+        (gx,) = torch.autograd.grad(gs.square().sum(), [a[0]], create_graph=True)
+        return torch.autograd.grad(gx.sum(), [a[1]])[0]
+
+    _close(third(impl), third("ref"), tol=1e-3)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_no_weight_gradients(impl, device):
+    from gan_fast import conv2d_gradfix
+
+    args, kw = _inputs(device, "conv3", noise=None, seed=8)
+    a = [t.detach().clone().requires_grad_() for t in args[:3]]
+    with conv2d_gradfix.no_weight_gradients():
+        y = ops.modulated_conv2d(*a, fused_modconv=False, impl=impl, **kw)
+        y.square().sum().backward()
+    assert a[0].grad is not None and a[2].grad is not None
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("layer", ["conv3", "up2"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_fp16_small(impl, layer, fused, device):
+    """fp16 activations (fp32 weight/styles): the reference's pre-normalisation, fp32 compute in the kernels."""
+    args, kw = _inputs(device, layer, dtype=torch.float16, seed=14)
+    y_ref, g_ref = _run("ref", args, kw, True, fused)
+    y, g = _run(impl, args, kw, True, fused)
+    assert y.dtype == torch.float16
+    _close(y, y_ref, tol=1e-2)
+    for a, b in zip(g, g_ref):
+        assert a.dtype == b.dtype
+        _close(a, b, tol=2e-2)
+
+
+# ---- the kernels on their own ----------------------------------------------------------------------
+
+
+def test_kernel_demod(device):
+    g = torch.Generator().manual_seed(9)
+    for (n, i, o, k) in [(3, 20, 24, 3), (1, 7, 5, 1), (17, 70, 33, 3)]:
+        s = torch.randn(n, i, generator=g).to(device)
+        w = torch.randn(o, i, k, k, generator=g).to(device)
+        want = ((w[None] * s[:, None, :, None, None]).square().sum([2, 3, 4]) + 1e-8).rsqrt()
+        _close(K.demod_coefs(s, w), want, tol=1e-5)
+        _close(K.demod_coefs(s.t().contiguous().t(), w.transpose(0, 1).contiguous().transpose(0, 1)), want, tol=1e-5)
+
+
+def test_kernel_scale_channels_and_channel_dot(device):
+    g = torch.Generator().manual_seed(10)
+    x = torch.randn(3, 6, 5, 7, generator=g).to(device)
+    s = torch.randn(3, 6, generator=g).to(device)
+    nz = torch.randn(3, 1, 5, 7, generator=g).to(device)
+    other = torch.randn(3, 6, 5, 7, generator=g).to(device)
+    for xx in (x, x.to(memory_format=torch.channels_last)):
+        y = K.scale_channels(xx, s, nz)
+        assert y.stride() == xx.stride()
+        _close(y, x * s[:, :, None, None] + nz, tol=1e-6)
+        _close(K.scale_channels(xx, None, nz[:1]), x + nz[:1], tol=1e-6)
+        _close(K.scale_channels(xx, s[:1]), x * s[:1, :, None, None], tol=1e-6)
+        _close(K.channel_dot(xx, other), (x * other).sum([2, 3]), tol=1e-5)
+        _close(K.channel_dot(other, xx), (x * other).sum([2, 3]), tol=1e-5)
+    _close(K.channel_dot(x[:, :, 1:, ::2], other[:, :, 1:, ::2]), (x * other)[:, :, 1:, ::2].sum([2, 3]), tol=1e-5)
+
+
+def test_kernel_modulate_weight(device):
+    g = torch.Generator().manual_seed(11)
+    w = torch.randn(5, 4, 3, 3, generator=g).to(device)
+    s = torch.randn(2, 4, generator=g).to(device)
+    d = torch.rand(2, 5, generator=g).to(device)
+    _close(K.modulate_weight(w, s, d, torch.float32), w[None] * s[:, None, :, None, None] * d[:, :, None, None, None],
+           tol=1e-6)
+    _close(K.modulate_weight(w, s, None, torch.float16), w[None] * s[:, None, :, None, None], tol=1e-3)
+
+
+def test_automatic_choice_is_ref_on_cpu():
+    from gan_fast import backend
+
+    assert backend.resolve("modulated_conv2d", None, torch.device("cpu"), mc_mod.FAST_BACKENDS) == "ref"
+    assert "triton" in mc_mod.FAST_BACKENDS.get("cuda", ())
+
+
+# ---- full size on a GPU ----------------------------------------------------------------------------
+
+GPU_LAYERS = [
+    # (N, I, O, H, layer): StyleGAN2 config-F-like shapes.
+    (8, 512, 512, 16, "conv3"),
+    (8, 512, 512, 16, "up2"),
+    (8, 256, 512, 32, "down2"),
+    (8, 128, 128, 64, "conv3"),
+    (8, 512, 3, 32, "torgb"),
+]
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("shape", GPU_LAYERS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_full_size_gpu(shape, dtype, fused, channels_last):
+    n, i, o, h, layer = shape
+    args, kw = _inputs(torch.device("cuda"), layer, n=n, i=i, o=o, h=h, w=h, dtype=dtype, seed=12,
+                       channels_last=channels_last)
+    args[1] = args[1] / (i * LAYERS[layer][0] ** 2) ** 0.5
+    demod = layer != "torgb"
+    y_ref, g_ref = _run("ref", [a.float() if a is not None else None for a in args], kw, demod, fused)
+    y, g = _run("triton", args, kw, demod, fused)
+    tol = {torch.float32: 2e-3, torch.float16: 2e-2, torch.bfloat16: 8e-2}[dtype]
+    _close(y, y_ref, tol)
+    for a, b in zip(g, g_ref):
+        _close(a, b, tol)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("fused", [False, True])
+def test_full_size_second_order_gpu(fused):
+    args, kw = _inputs(torch.device("cuda"), "up2", n=4, i=256, o=256, h=16, w=16, noise=None, seed=13)
+    args[1] = args[1] / (256 * 9) ** 0.5
+    want, _ = _second_order("ref", args, kw, True, fused, 2)
+    got, _ = _second_order("triton", args, kw, True, fused, 2)
+    for a, b in zip(got, want):
+        _close(a, b, 2e-3)
