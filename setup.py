@@ -1,25 +1,42 @@
-"""Build script: maps kernels/ into the package and builds the optional extension.
+"""Build script: maps kernels/ and csrc/ into the package and builds the optional extension.
 
 The C++/CUDA extension (``gan_fast._C``) is optional. It is built here when a
 C++ compiler is present and ``GAN_FAST_BUILD_EXT`` is not ``0``; its CUDA
 sources are compiled only when a CUDA toolkit and a CUDA build of torch are both
-present. When it is not built, gan_fast builds it on first use with
-``torch.utils.cpp_extension.load`` (see ``gan_fast/extension.py``), and if that
-fails too, falls back to the pure-PyTorch reference with one warning. A failed
-build never fails the install.
+present (``GAN_FAST_BUILD_CUDA=0`` skips them). When it is not built, gan_fast
+builds it on first use with ``torch.utils.cpp_extension.load`` (see
+``gan_fast/extension.py``), and if that fails too, falls back to the
+pure-PyTorch reference with one warning. A failed build never fails the install.
+
+The sources ship inside the wheel as ``gan_fast/csrc`` (package data), so the
+JIT build works from a wheel too. The library embeds a hash of its sources
+(``GAN_FAST_SOURCE_HASH``); gan_fast ignores a prebuilt library whose hash
+does not match the sources next to it (a stale in-place build in an edited
+checkout) and builds a fresh one instead.
 """
 
 import glob
+import importlib.util
 import os
 import sys
 
 from setuptools import find_packages, setup
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
+CSRC_DATA = ["*.cpp", "*.cu", "*.h", "*.cuh", "*.sh"]
 
 packages = find_packages(include=["gan_fast", "gan_fast.*"])
-packages.append("gan_fast.kernels")
-package_dir = {"gan_fast.kernels": "kernels"}
+packages += ["gan_fast.kernels", "gan_fast.csrc"]
+package_dir = {"gan_fast.kernels": "kernels", "gan_fast.csrc": "csrc"}
+package_data = {"gan_fast.csrc": CSRC_DATA}
+
+
+def _source_hash():
+    """The sources' hash, computed by gan_fast/extension.py (loaded standalone: it imports nothing from gan_fast)."""
+    spec = importlib.util.spec_from_file_location("_gan_fast_extension", os.path.join(ROOT, "gan_fast", "extension.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.source_hash(module.source_files(os.path.join(ROOT, "csrc")))
 
 
 def _extension_build():
@@ -39,10 +56,11 @@ def _extension_build():
     cu_sources = sorted(glob.glob(os.path.join("csrc", "*.cu")))
     with_cuda = bool(cu_sources) and torch.version.cuda is not None and cpp_extension.CUDA_HOME is not None
     with_cuda = with_cuda and os.environ.get("GAN_FAST_BUILD_CUDA", "1") != "0"
-    define_macros = [("GAN_FAST_WITH_CUDA", None)] if with_cuda else []
-    extra = {"cxx": ["-O3", "-std=c++17"]}
+    defines = [f"-DGAN_FAST_SOURCE_HASH={_source_hash()}"] + (["-DGAN_FAST_WITH_CUDA"] if with_cuda else [])
+    openmp = [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
+    extra = {"cxx": ["-O3"] + openmp + defines}
     if with_cuda:
-        extra["nvcc"] = ["-O3", "--use_fast_math"]
+        extra["nvcc"] = ["-O3", "--use_fast_math"] + defines
         ext_cls = cpp_extension.CUDAExtension
         sources = cpp_sources + cu_sources
     else:
@@ -52,8 +70,8 @@ def _extension_build():
         name="gan_fast._C",
         sources=sources,
         include_dirs=[os.path.join(ROOT, "csrc")],
-        define_macros=define_macros,
         extra_compile_args=extra,
+        extra_link_args=openmp,
         py_limited_api=False,
     )
 
@@ -71,7 +89,8 @@ def _extension_build():
             try:
                 super().build_extension(ext)
             except Exception as exc:
-                print(f"gan_fast: WARNING: could not build {ext.name} ({exc})", file=sys.stderr)
+                print(f"gan_fast: WARNING: could not build {ext.name} ({exc}); gan_fast will try a JIT build on "
+                      "first use, else use the reference ops", file=sys.stderr)
 
     return [ext], {"build_ext": OptionalBuildExt.with_options(no_python_abi_suffix=False)}
 
@@ -81,6 +100,7 @@ ext_modules, cmdclass = _extension_build()
 setup(
     packages=packages,
     package_dir=package_dir,
+    package_data=package_data,
     ext_modules=ext_modules,
     cmdclass=cmdclass,
 )

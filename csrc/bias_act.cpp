@@ -2,8 +2,8 @@
 //
 // The operands share x's strides (like_x makes them), so each kernel walks
 // memory linearly. The walk is split into runs of constant bias (channel-major
-// layouts: inner > 1) or runs where the bias advances with the element
-// (channels-last: inner == 1), so the innermost loops have no divisions and
+// layouts: stride_c > 1) or runs where the bias advances with the element
+// (channels-last: stride_c == 1), so the innermost loops have no divisions and
 // the compiler vectorises them. at::parallel_for splits the work over threads.
 #include "bias_act.h"
 
@@ -40,7 +40,7 @@ inline void run_inner(const scalar_t* __restrict__ x, const scalar_t* __restrict
 
 template <typename scalar_t, int A, int M>
 void run(const scalar_t* x, const scalar_t* b, const scalar_t* g, const scalar_t* gg, scalar_t* out, int64_t numel,
-         int64_t C, int64_t inner, double alpha_d, double gain_d, double clamp_d) {
+         int64_t C, int64_t stride_c, double alpha_d, double gain_d, double clamp_d) {
   using acc_t = at::opmath_type<scalar_t>;
   const acc_t alpha = static_cast<acc_t>(alpha_d);
   const acc_t gain = static_cast<acc_t>(gain_d);
@@ -57,7 +57,7 @@ void run(const scalar_t* x, const scalar_t* b, const scalar_t* g, const scalar_t
     };
     if (b == nullptr || C == 1) {
       body(begin, end - begin, b, false);
-    } else if (inner == 1) {  // channels innermost: the bias advances with the element
+    } else if (stride_c == 1) {  // channels innermost: the bias advances with the element
       int64_t c = begin % C;
       for (int64_t i = begin; i < end;) {
         const int64_t n = std::min(C - c, end - i);
@@ -65,11 +65,11 @@ void run(const scalar_t* x, const scalar_t* b, const scalar_t* g, const scalar_t
         i += n;
         c = 0;
       }
-    } else {  // runs of `inner` elements share one channel
-      int64_t c = (begin / inner) % C;
-      int64_t r = begin % inner;
+    } else {  // runs of `stride_c` elements share one channel
+      int64_t c = (begin / stride_c) % C;
+      int64_t r = begin % stride_c;
       for (int64_t i = begin; i < end;) {
-        const int64_t n = std::min(inner - r, end - i);
+        const int64_t n = std::min(stride_c - r, end - i);
         body(i, n, b + c, false);
         i += n;
         r = 0;
@@ -81,7 +81,7 @@ void run(const scalar_t* x, const scalar_t* b, const scalar_t* g, const scalar_t
 
 template <int M>
 void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const at::Tensor& gg, at::Tensor& out,
-            int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+            int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t stride_c) {
   TORCH_CHECK(x.device().is_cpu(), "gan_fast::bias_act (CPU kernel): x must be a CPU tensor, got ", x.device());
   TORCH_CHECK(act >= 0 && act < kNumActs, "gan_fast::bias_act: unknown activation code ", act);
   const int64_t numel = x.numel();
@@ -92,7 +92,7 @@ void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const
     const scalar_t* gp = g.defined() ? g.const_data_ptr<scalar_t>() : nullptr;
     const scalar_t* ggp = gg.defined() ? gg.const_data_ptr<scalar_t>() : nullptr;
     scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    GAN_FAST_DISPATCH_ACT(act, [&] { run<scalar_t, kAct, M>(xp, bp, gp, ggp, op, numel, C, inner, alpha, gain, clamp); });
+    GAN_FAST_DISPATCH_ACT(act, [&] { run<scalar_t, kAct, M>(xp, bp, gp, ggp, op, numel, C, stride_c, alpha, gain, clamp); });
   });
 }
 
@@ -100,29 +100,29 @@ void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const
 
 at::Tensor bias_act_fwd_cpu(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
                             double clamp, int64_t C, int64_t inner) {
-  at::Tensor bb = check_bias_act(x, b, C, inner);
-  at::Tensor y = at::empty_like(x);
-  launch<kForward>(x, bb, at::Tensor(), at::Tensor(), y, act, alpha, gain, clamp, C, inner);
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor y = at::empty_like(o.x);
+  launch<kForward>(o.x, o.b, at::Tensor(), at::Tensor(), y, act, alpha, gain, clamp, C, o.stride_c);
   return y;
 }
 
 at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
                              double alpha, double gain, double clamp, int64_t C, int64_t inner) {
-  at::Tensor bb = check_bias_act(x, b, C, inner);
-  at::Tensor g = like_x(dy, x, "dy");
-  at::Tensor dx = at::empty_like(x);
-  launch<kGrad>(x, bb, g, at::Tensor(), dx, act, alpha, gain, clamp, C, inner);
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor g = like_x(dy, o.x, "dy");
+  at::Tensor dx = at::empty_like(o.x);
+  launch<kGrad>(o.x, o.b, g, at::Tensor(), dx, act, alpha, gain, clamp, C, o.stride_c);
   return dx;
 }
 
 at::Tensor bias_act_grad2_cpu(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
                               const at::Tensor& b, int64_t act, double alpha, double gain, double clamp, int64_t C,
                               int64_t inner) {
-  at::Tensor bb = check_bias_act(x, b, C, inner);
-  at::Tensor g = like_x(dy, x, "dy");
-  at::Tensor gg = like_x(ddx, x, "ddx");
-  at::Tensor out = at::empty_like(x);
-  launch<kGrad2>(x, bb, g, gg, out, act, alpha, gain, clamp, C, inner);
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor g = like_x(dy, o.x, "dy");
+  at::Tensor gg = like_x(ddx, o.x, "ddx");
+  at::Tensor out = at::empty_like(o.x);
+  launch<kGrad2>(o.x, o.b, g, gg, out, act, alpha, gain, clamp, C, o.stride_c);
   return out;
 }
 

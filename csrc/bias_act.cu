@@ -1,7 +1,8 @@
 // bias_act on CUDA: one fused elementwise pass per kernel (forward, gradient,
 // second order), fp32/fp64/fp16/bf16 (half types computed in float), any dense
 // memory format: the operands share x's strides, the channel of memory offset
-// i is (i / inner) % C. 32-bit indexing when the tensor allows.
+// i is (i / stride_c) % C with stride_c = x.stride(dim) (see bias_act.h).
+// 32-bit indexing when the tensor allows.
 #include "bias_act.h"
 
 #include <ATen/Dispatch.h>
@@ -22,14 +23,14 @@ template <typename scalar_t, typename index_t, int A, int M>
 __global__ void __launch_bounds__(kThreads)
     bias_act_kernel(const scalar_t* __restrict__ x, const scalar_t* __restrict__ b, const scalar_t* __restrict__ g,
                     const scalar_t* __restrict__ gg, scalar_t* __restrict__ out, index_t numel, index_t C,
-                    index_t inner, at::opmath_type<scalar_t> alpha, at::opmath_type<scalar_t> gain,
+                    index_t stride_c, at::opmath_type<scalar_t> alpha, at::opmath_type<scalar_t> gain,
                     at::opmath_type<scalar_t> clamp) {
   using acc_t = at::opmath_type<scalar_t>;
   const index_t stride = static_cast<index_t>(blockDim.x) * static_cast<index_t>(gridDim.x);
   for (index_t i = static_cast<index_t>(blockIdx.x) * static_cast<index_t>(blockDim.x) + threadIdx.x; i < numel;
        i += stride) {
     acc_t v = static_cast<acc_t>(x[i]);
-    if (b != nullptr) v += static_cast<acc_t>(b[(i / inner) % C]);
+    if (b != nullptr) v += static_cast<acc_t>(b[(i / stride_c) % C]);
     const acc_t gi = M != kForward ? static_cast<acc_t>(g[i]) : acc_t(0);
     const acc_t ggi = M == kGrad2 ? static_cast<acc_t>(gg[i]) : acc_t(0);
     out[i] = static_cast<scalar_t>(bias_act_element<A, M, acc_t>(v, gi, ggi, alpha, gain, clamp));
@@ -38,7 +39,7 @@ __global__ void __launch_bounds__(kThreads)
 
 template <int M>
 void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const at::Tensor& gg, at::Tensor& out,
-            int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+            int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t stride_c) {
   TORCH_CHECK(x.is_cuda(), "gan_fast::bias_act (CUDA kernel): x must be a CUDA tensor, got ", x.device());
   TORCH_CHECK(act >= 0 && act < kNumActs, "gan_fast::bias_act: unknown activation code ", act);
   const int64_t numel = x.numel();
@@ -58,11 +59,11 @@ void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const
     GAN_FAST_DISPATCH_ACT(act, [&] {
       if (small) {
         bias_act_kernel<scalar_t, int32_t, kAct, M><<<blocks, kThreads, 0, stream>>>(
-            xp, bp, gp, ggp, op, static_cast<int32_t>(numel), static_cast<int32_t>(C), static_cast<int32_t>(inner),
+            xp, bp, gp, ggp, op, static_cast<int32_t>(numel), static_cast<int32_t>(C), static_cast<int32_t>(stride_c),
             a, k, c);
       } else {
         bias_act_kernel<scalar_t, int64_t, kAct, M><<<blocks, kThreads, 0, stream>>>(xp, bp, gp, ggp, op, numel, C,
-                                                                                    inner, a, k, c);
+                                                                                    stride_c, a, k, c);
       }
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
@@ -72,30 +73,30 @@ void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const
 }  // namespace
 
 at::Tensor bias_act_fwd_cuda(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
-                             double clamp, int64_t C, int64_t inner) {
-  at::Tensor bb = check_bias_act(x, b, C, inner);
-  at::Tensor y = at::empty_like(x);
-  launch<kForward>(x, bb, at::Tensor(), at::Tensor(), y, act, alpha, gain, clamp, C, inner);
+                            double clamp, int64_t C, int64_t inner) {
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor y = at::empty_like(o.x);
+  launch<kForward>(o.x, o.b, at::Tensor(), at::Tensor(), y, act, alpha, gain, clamp, C, o.stride_c);
   return y;
 }
 
 at::Tensor bias_act_grad_cuda(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
-                              double alpha, double gain, double clamp, int64_t C, int64_t inner) {
-  at::Tensor bb = check_bias_act(x, b, C, inner);
-  at::Tensor g = like_x(dy, x, "dy");
-  at::Tensor dx = at::empty_like(x);
-  launch<kGrad>(x, bb, g, at::Tensor(), dx, act, alpha, gain, clamp, C, inner);
+                             double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor g = like_x(dy, o.x, "dy");
+  at::Tensor dx = at::empty_like(o.x);
+  launch<kGrad>(o.x, o.b, g, at::Tensor(), dx, act, alpha, gain, clamp, C, o.stride_c);
   return dx;
 }
 
 at::Tensor bias_act_grad2_cuda(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
-                               const at::Tensor& b, int64_t act, double alpha, double gain, double clamp,
-                               int64_t C, int64_t inner) {
-  at::Tensor bb = check_bias_act(x, b, C, inner);
-  at::Tensor g = like_x(dy, x, "dy");
-  at::Tensor gg = like_x(ddx, x, "ddx");
-  at::Tensor out = at::empty_like(x);
-  launch<kGrad2>(x, bb, g, gg, out, act, alpha, gain, clamp, C, inner);
+                              const at::Tensor& b, int64_t act, double alpha, double gain, double clamp, int64_t C,
+                              int64_t inner) {
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor g = like_x(dy, o.x, "dy");
+  at::Tensor gg = like_x(ddx, o.x, "ddx");
+  at::Tensor out = at::empty_like(o.x);
+  launch<kGrad2>(o.x, o.b, g, gg, out, act, alpha, gain, clamp, C, o.stride_c);
   return out;
 }
 

@@ -191,9 +191,55 @@ C10_HOST_DEVICE inline T bias_act_element(T v, T g, T gg, T alpha, T gain, T cla
     }                                                                               \
   }()
 
-// Argument checks shared by the CPU and CUDA entry points. Returns `t` with
-// x's strides (copied when they differ), so that one memory offset indexes
-// the same element in every operand.
+// Argument handling shared by the CPU and CUDA entry points.
+//
+// (C, inner) describe the bias dimension logically, as for a contiguous tensor:
+// C = x.shape[dim], inner = prod(x.shape[dim+1:]) (the convention of the Triton
+// launchers in kernels/bias_act.py, so both kernel sets take the same
+// arguments). x may have any dense memory format: the kernels walk memory
+// linearly and find the channel of memory offset i as (i / stride_c) % C, with
+// stride_c = x.stride(dim) located from (C, inner). A non-dense x is first
+// copied to torch.empty_like(x) (dense, same dimension order), so outputs
+// always have the strides of empty_like(x), as the fake implementation says.
+struct BiasActOperands {
+  at::Tensor x, b;
+  int64_t stride_c;
+};
+
+inline int64_t channel_stride(const at::Tensor& x, int64_t C, int64_t inner) {
+  if (C <= 1) return 1;
+  int64_t prod = 1;
+  for (int64_t d = x.dim() - 1; d >= 0; --d) {
+    if (x.size(d) == C && prod == inner) return x.stride(d);
+    prod *= x.size(d);
+  }
+  TORCH_CHECK(false, "gan_fast::bias_act: no dimension of x ", x.sizes(), " has C = ", C,
+              " entries with inner = prod(x.shape[dim+1:]) = ", inner);
+  return 1;
+}
+
+inline BiasActOperands prepare_bias_act(const at::Tensor& x_in, const at::Tensor& b, int64_t C, int64_t inner) {
+  TORCH_CHECK(x_in.is_floating_point(), "gan_fast::bias_act: x must be floating point, got ", x_in.scalar_type());
+  BiasActOperands ops;
+  ops.x = x_in;
+  if (!x_in.is_non_overlapping_and_dense()) {
+    ops.x = at::empty_like(x_in);
+    ops.x.copy_(x_in);
+  }
+  ops.stride_c = 1;
+  ops.b = b;
+  if (b.numel() == 0) return ops;
+  TORCH_CHECK(b.dim() == 1 && b.numel() == C, "gan_fast::bias_act: b must have C = ", C, " entries, got shape ",
+              b.sizes());
+  TORCH_CHECK(b.device() == x_in.device(), "gan_fast::bias_act: b is on ", b.device(), " but x is on ",
+              x_in.device());
+  ops.b = b.to(x_in.scalar_type()).contiguous();  // the reference adds b cast to x.dtype
+  ops.stride_c = channel_stride(ops.x, C, inner);
+  return ops;
+}
+
+// `t` with x's strides and dtype (copied when they differ), so that one memory
+// offset indexes the same element in every operand.
 inline at::Tensor like_x(const at::Tensor& t, const at::Tensor& x, const char* name) {
   TORCH_CHECK(t.sizes() == x.sizes(), "gan_fast::bias_act: ", name, " has shape ", t.sizes(), " but x has ",
               x.sizes());
@@ -205,21 +251,7 @@ inline at::Tensor like_x(const at::Tensor& t, const at::Tensor& x, const char* n
   return out;
 }
 
-inline at::Tensor check_bias_act(const at::Tensor& x, const at::Tensor& b, int64_t C, int64_t inner) {
-  TORCH_CHECK(x.is_floating_point(), "gan_fast::bias_act: x must be floating point, got ", x.scalar_type());
-  TORCH_CHECK(x.is_non_overlapping_and_dense(),
-              "gan_fast::bias_act: x must be dense (any dense memory format); call .contiguous() first");
-  TORCH_CHECK(C >= 1 && inner >= 1, "gan_fast::bias_act: C and inner must be >= 1, got ", C, " and ", inner);
-  if (b.numel() == 0) return b;
-  TORCH_CHECK(b.dim() == 1 && b.numel() == C, "gan_fast::bias_act: b must have C = ", C, " entries, got shape ",
-              b.sizes());
-  TORCH_CHECK(b.device() == x.device(), "gan_fast::bias_act: b is on ", b.device(), " but x is on ", x.device());
-  return b.to(x.scalar_type()).contiguous();
-}
-
-// Kernel entry points (the schema is in ops.cpp). `b` may be empty (no bias);
-// C = x.shape[dim], inner = x.stride(dim): the channel of the element at
-// memory offset i is (i / inner) % C.
+// Kernel entry points (the schema is in ops.cpp). `b` may be empty (no bias).
 at::Tensor bias_act_fwd_cpu(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
                             double clamp, int64_t C, int64_t inner);
 at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,

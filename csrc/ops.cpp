@@ -22,20 +22,29 @@
 #define GAN_FAST_SOURCE_HASH unknown
 #endif
 
+// The build's identity, read by extension.py: the hash of the sources it was
+// built from (so a stale prebuilt library is never used) and whether it
+// carries CUDA kernels. extension.py also searches the file for this string
+// before loading it, so it is an exported array (kept whole in .rodata, never
+// folded into instructions).
+#if defined(_MSC_VER)
+#define GAN_FAST_EXPORT __declspec(dllexport)
+#else
+#define GAN_FAST_EXPORT __attribute__((visibility("default"), used))
+#endif
+extern "C" GAN_FAST_EXPORT const char gan_fast_build_info[] =
+    "gan_fast_source_hash=" GAN_FAST_STR(GAN_FAST_SOURCE_HASH) ";cuda="
+#ifdef GAN_FAST_WITH_CUDA
+    "1";
+#else
+    "0";
+#endif
+
 namespace gan_fast {
 namespace {
 
-// The build's identity, read by extension.py: the hash of the sources it was
-// built from (so a stale prebuilt library is never used) and whether it
-// carries CUDA kernels. The same string is searched in the file before loading.
 std::string build_info() {
-  static const char* info = "gan_fast_source_hash=" GAN_FAST_STR(GAN_FAST_SOURCE_HASH) ";cuda="
-#ifdef GAN_FAST_WITH_CUDA
-                            "1";
-#else
-                            "0";
-#endif
-  return info;
+  return std::string(gan_fast_build_info);
 }
 
 }  // namespace

@@ -3,7 +3,8 @@
 //
 // Two loop orders: NCHW-like inputs go row by row over (n, c, oy); channels_last
 // inputs go pixel by pixel over (n, oy, ox) with the channel loop innermost
-// (unit stride, vectorised). Any input strides are accepted.
+// (unit stride, vectorised). Any input strides are accepted. A separable filter
+// may run as two 1-D passes through a float intermediate (see plan_upfirdn2d).
 #include "upfirdn2d.h"
 
 #include <ATen/Dispatch.h>
@@ -32,12 +33,12 @@ std::vector<TapRange> tap_ranges(int64_t out_size, int64_t in_size, int64_t up, 
   return r;
 }
 
-template <typename scalar_t>
-void upfirdn2d_kernel(const at::Tensor& x, const at::Tensor& fc, at::Tensor& out, const UpFirDnParams& p) {
-  using acc_t = at::opmath_type<scalar_t>;
-  const scalar_t* xp = x.const_data_ptr<scalar_t>();
+template <typename in_t, typename out_t>
+void upfirdn2d_kernel(const at::Tensor& x, const at::Tensor& fc, const at::Tensor& out, const UpFirDnParams& p) {
+  using acc_t = at::opmath_type<in_t>;
+  const in_t* xp = x.const_data_ptr<in_t>();
   const acc_t* fp = fc.const_data_ptr<acc_t>();
-  scalar_t* yp = out.mutable_data_ptr<scalar_t>();
+  out_t* yp = out.mutable_data_ptr<out_t>();
   const int64_t sxn = x.stride(0), sxc = x.stride(1), sxh = x.stride(2), sxw = x.stride(3);
   const int64_t syn = out.stride(0), syc = out.stride(1), syh = out.stride(2), syw = out.stride(3);
   const std::vector<TapRange> rows = tap_ranges(p.OH, p.H, p.upy, p.downy, p.py0, p.fh);
@@ -59,13 +60,13 @@ void upfirdn2d_kernel(const at::Tensor& x, const at::Tensor& fc, at::Tensor& out
         for (int64_t iy = ry.lo, i = ry.tap; iy <= ry.hi; ++iy, i += upy) {
           for (int64_t ix = rx.lo, j = rx.tap; ix <= rx.hi; ++ix, j += upx) {
             const acc_t w = fp[i * fw + j];
-            const scalar_t* src = xp + n * sxn + iy * sxh + ix * sxw;
+            const in_t* src = xp + n * sxn + iy * sxh + ix * sxw;
             acc_t* a = acc.data();
             for (int64_t c = 0; c < C; ++c) a[c] += w * static_cast<acc_t>(src[c]);
           }
         }
-        scalar_t* dst = yp + n * syn + oy * syh + ox * syw;
-        for (int64_t c = 0; c < C; ++c) dst[c] = static_cast<scalar_t>(acc[c]);
+        out_t* dst = yp + n * syn + oy * syh + ox * syw;
+        for (int64_t c = 0; c < C; ++c) dst[c] = static_cast<out_t>(acc[c]);
       }
     });
     return;
@@ -78,20 +79,20 @@ void upfirdn2d_kernel(const at::Tensor& x, const at::Tensor& fc, at::Tensor& out
       const int64_t oy = idx % p.OH;
       const int64_t c = (idx / p.OH) % p.C;
       const int64_t n = idx / (p.OH * p.C);
-      const scalar_t* src = xp + n * sxn + c * sxc;
-      scalar_t* dst = yp + n * syn + c * syc + oy * syh;
+      const in_t* src = xp + n * sxn + c * sxc;
+      out_t* dst = yp + n * syn + c * syc + oy * syh;
       const TapRange ry = rows[oy];
       for (int64_t ox = 0; ox < p.OW; ++ox) {
         const TapRange rx = cols[ox];
         acc_t sum = 0;
         for (int64_t iy = ry.lo, i = ry.tap; iy <= ry.hi; ++iy, i += upy) {
-          const scalar_t* srow = src + iy * sxh;
+          const in_t* srow = src + iy * sxh;
           const acc_t* frow = fp + i * fw;
           for (int64_t ix = rx.lo, j = rx.tap; ix <= rx.hi; ++ix, j += upx) {
             sum += frow[j] * static_cast<acc_t>(srow[ix * sxw]);
           }
         }
-        dst[ox * syw] = static_cast<scalar_t>(sum);
+        dst[ox * syw] = static_cast<out_t>(sum);
       }
     }
   });
@@ -103,12 +104,20 @@ at::Tensor upfirdn2d_fwd_cpu(const at::Tensor& x, const at::Tensor& f, int64_t u
                              int64_t downy, int64_t px0, int64_t px1, int64_t py0, int64_t py1, bool flip_filter,
                              double gain) {
   TORCH_CHECK(x.device().is_cpu(), "gan_fast::upfirdn2d (CPU kernel): x must be a CPU tensor, got ", x.device());
-  at::Tensor out, fc;
-  const UpFirDnParams p =
-      check_upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain, out, fc);
+  at::Tensor out;
+  const std::vector<UpFirDnPass> passes =
+      plan_upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain, out);
   if (out.numel() == 0) return out;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gan_fast::upfirdn2d_cpu",
-                                  [&] { upfirdn2d_kernel<scalar_t>(x, fc, out, p); });
+  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gan_fast::upfirdn2d_cpu", [&] {
+    using acc_t = at::opmath_type<scalar_t>;
+    if (passes.size() == 1) {
+      upfirdn2d_kernel<scalar_t, scalar_t>(x, passes[0].fc, out, passes[0].p);
+    } else {
+      const at::Tensor tmp = intermediate(out, passes[0].p, passes[0].fc.scalar_type());
+      upfirdn2d_kernel<scalar_t, acc_t>(x, passes[0].fc, tmp, passes[0].p);
+      upfirdn2d_kernel<acc_t, scalar_t>(tmp, passes[1].fc, out, passes[1].p);
+    }
+  });
   return out;
 }
 

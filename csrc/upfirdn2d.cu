@@ -2,7 +2,8 @@
 // taps that land on real input samples (see upfirdn2d.h). Output elements are
 // enumerated in the output's memory order (channels innermost for
 // channels_last) so that neighbouring threads write neighbouring addresses.
-// Any input strides; fp32/fp64/fp16/bf16 (accumulated in float or double).
+// Any input strides; fp32/fp64/fp16/bf16 (accumulated in float or double). A
+// separable filter may run as two 1-D passes (see plan_upfirdn2d).
 #include "upfirdn2d.h"
 
 #include <ATen/Dispatch.h>
@@ -22,11 +23,11 @@ struct Strides4 {
   int64_t n, c, h, w;
 };
 
-template <typename scalar_t, bool CHANNELS_LAST>
+template <typename in_t, typename out_t, bool CHANNELS_LAST>
 __global__ void __launch_bounds__(kThreads)
-    upfirdn2d_kernel(const scalar_t* __restrict__ x, const at::opmath_type<scalar_t>* __restrict__ fc,
-                     scalar_t* __restrict__ y, UpFirDnParams p, Strides4 sx, Strides4 sy, int64_t total) {
-  using acc_t = at::opmath_type<scalar_t>;
+    upfirdn2d_kernel(const in_t* __restrict__ x, const at::opmath_type<in_t>* __restrict__ fc,
+                     out_t* __restrict__ y, UpFirDnParams p, Strides4 sx, Strides4 sy, int64_t total) {
+  using acc_t = at::opmath_type<in_t>;
   const int64_t step = static_cast<int64_t>(blockDim.x) * gridDim.x;
   for (int64_t idx = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; idx < total; idx += step) {
     int64_t n, c, oy, ox;
@@ -47,17 +48,36 @@ __global__ void __launch_bounds__(kThreads)
     const int64_t iy_hi = min(floor_div(sy0 + p.fh - 1, p.upy), p.H - 1);
     const int64_t ix_lo = max(ceil_div(sx0, p.upx), int64_t(0));
     const int64_t ix_hi = min(floor_div(sx0 + p.fw - 1, p.upx), p.W - 1);
-    const scalar_t* src = x + n * sx.n + c * sx.c;
+    const in_t* src = x + n * sx.n + c * sx.c;
     acc_t sum = 0;
     for (int64_t iy = iy_lo, i = iy_lo * p.upy - sy0; iy <= iy_hi; ++iy, i += p.upy) {
-      const scalar_t* srow = src + iy * sx.h;
+      const in_t* srow = src + iy * sx.h;
       const acc_t* frow = fc + i * p.fw;
       for (int64_t ix = ix_lo, j = ix_lo * p.upx - sx0; ix <= ix_hi; ++ix, j += p.upx) {
         sum += frow[j] * static_cast<acc_t>(srow[ix * sx.w]);
       }
     }
-    y[n * sy.n + c * sy.c + oy * sy.h + ox * sy.w] = static_cast<scalar_t>(sum);
+    y[n * sy.n + c * sy.c + oy * sy.h + ox * sy.w] = static_cast<out_t>(sum);
   }
+}
+
+template <typename in_t, typename out_t>
+void launch_pass(const at::Tensor& x, const at::Tensor& fc, const at::Tensor& y, const UpFirDnParams& p,
+                 cudaStream_t stream) {
+  using acc_t = at::opmath_type<in_t>;
+  const int64_t total = y.numel();
+  const Strides4 sx{x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
+  const Strides4 sy{y.stride(0), y.stride(1), y.stride(2), y.stride(3)};
+  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20);
+  const in_t* xp = x.const_data_ptr<in_t>();
+  const acc_t* fp = fc.const_data_ptr<acc_t>();
+  out_t* yp = y.mutable_data_ptr<out_t>();
+  if (sy.c == 1 && p.C > 1) {
+    upfirdn2d_kernel<in_t, out_t, true><<<blocks, kThreads, 0, stream>>>(xp, fp, yp, p, sx, sy, total);
+  } else {
+    upfirdn2d_kernel<in_t, out_t, false><<<blocks, kThreads, 0, stream>>>(xp, fp, yp, p, sx, sy, total);
+  }
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
 }
 
 }  // namespace
@@ -67,27 +87,20 @@ at::Tensor upfirdn2d_fwd_cuda(const at::Tensor& x, const at::Tensor& f, int64_t 
                               double gain) {
   TORCH_CHECK(x.is_cuda(), "gan_fast::upfirdn2d (CUDA kernel): x must be a CUDA tensor, got ", x.device());
   const c10::cuda::CUDAGuard guard(x.device());
-  at::Tensor out, fc;
-  const UpFirDnParams p =
-      check_upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain, out, fc);
-  const int64_t total = out.numel();
-  if (total == 0) return out;
-  const Strides4 sx{x.stride(0), x.stride(1), x.stride(2), x.stride(3)};
-  const Strides4 sy{out.stride(0), out.stride(1), out.stride(2), out.stride(3)};
-  const bool channels_last = sy.c == 1 && p.C > 1;
-  const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, int64_t(1) << 20);
+  at::Tensor out;
+  const std::vector<UpFirDnPass> passes =
+      plan_upfirdn2d(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain, out);
+  if (out.numel() == 0) return out;
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gan_fast::upfirdn2d_cuda", [&] {
     using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    const acc_t* fp = fc.const_data_ptr<acc_t>();
-    scalar_t* yp = out.mutable_data_ptr<scalar_t>();
-    if (channels_last) {
-      upfirdn2d_kernel<scalar_t, true><<<blocks, kThreads, 0, stream>>>(xp, fp, yp, p, sx, sy, total);
+    if (passes.size() == 1) {
+      launch_pass<scalar_t, scalar_t>(x, passes[0].fc, out, passes[0].p, stream);
     } else {
-      upfirdn2d_kernel<scalar_t, false><<<blocks, kThreads, 0, stream>>>(xp, fp, yp, p, sx, sy, total);
+      const at::Tensor tmp = intermediate(out, passes[0].p, passes[0].fc.scalar_type());
+      launch_pass<scalar_t, acc_t>(x, passes[0].fc, tmp, passes[0].p, stream);
+      launch_pass<acc_t, scalar_t>(tmp, passes[1].fc, out, passes[1].p, stream);
     }
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return out;
 }

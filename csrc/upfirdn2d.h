@@ -11,9 +11,11 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/outer.h>
 #include <c10/macros/Macros.h>
 
 #include <cstdint>
+#include <vector>
 
 namespace gan_fast {
 
@@ -32,17 +34,34 @@ struct UpFirDnParams {
   int64_t fw, fh;
 };
 
+// One kernel launch: geometry and the correlation filter [fh, fw] in the
+// accumulation dtype with the gain folded in.
+struct UpFirDnPass {
+  UpFirDnParams p;
+  at::Tensor fc;
+};
+
+// A separable (1-D) filter runs as two 1-D passes (x, then y, with a float
+// intermediate) when the one-pass outer product would read at least this
+// many input samples per output; otherwise as one pass with outer(f, f).
+constexpr int64_t kSeparableTwoPassMinTaps = 16;
+
+inline at::Tensor correlation_filter(const at::Tensor& f, bool flip_filter, double gain, at::ScalarType acc) {
+  at::Tensor fc = flip_filter ? f : f.flip({0, 1});  // the kernels correlate; a true convolution flips f
+  return fc.to(acc).mul(gain).contiguous();
+}
+
 // Checks the arguments, allocates the output (channels_last when x is, else
-// contiguous) and returns the correlation filter in the accumulation dtype
-// (float, or double for double x) with `gain` folded in.
-inline UpFirDnParams check_upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy,
-                                     int64_t downx, int64_t downy, int64_t px0, int64_t px1, int64_t py0,
-                                     int64_t py1, bool flip_filter, double gain, at::Tensor& out,
-                                     at::Tensor& fc) {
+// contiguous) and plans the passes: one for a 2-D filter, one or two for a
+// separable 1-D filter f (meaning outer(f, f), as in the reference).
+inline std::vector<UpFirDnPass> plan_upfirdn2d(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy,
+                                               int64_t downx, int64_t downy, int64_t px0, int64_t px1,
+                                               int64_t py0, int64_t py1, bool flip_filter, double gain,
+                                               at::Tensor& out) {
   TORCH_CHECK(x.dim() == 4, "gan_fast::upfirdn2d: x must be 4-D [N, C, H, W], got shape ", x.sizes());
   TORCH_CHECK(x.is_floating_point(), "gan_fast::upfirdn2d: x must be floating point, got ", x.scalar_type());
-  TORCH_CHECK(f.dim() == 2 && f.numel() > 0, "gan_fast::upfirdn2d: f must be a non-empty 2-D [fh, fw] filter, got ",
-              f.sizes());
+  TORCH_CHECK((f.dim() == 2 || f.dim() == 1) && f.numel() > 0,
+              "gan_fast::upfirdn2d: f must be a non-empty [fh, fw] or separable [ft] filter, got shape ", f.sizes());
   TORCH_CHECK(f.device() == x.device(), "gan_fast::upfirdn2d: f is on ", f.device(), " but x is on ", x.device());
   TORCH_CHECK(upx >= 1 && upy >= 1 && downx >= 1 && downy >= 1,
               "gan_fast::upfirdn2d: up and down must be >= 1, got up=(", upx, ", ", upy, ") down=(", downx, ", ",
@@ -53,7 +72,7 @@ inline UpFirDnParams check_upfirdn2d(const at::Tensor& x, const at::Tensor& f, i
   p.H = x.size(2);
   p.W = x.size(3);
   p.fh = f.size(0);
-  p.fw = f.size(1);
+  p.fw = f.size(-1);
   p.upx = upx;
   p.upy = upy;
   p.downx = downx;
@@ -65,13 +84,30 @@ inline UpFirDnParams check_upfirdn2d(const at::Tensor& x, const at::Tensor& f, i
   TORCH_CHECK(p.OW >= 1 && p.OH >= 1, "gan_fast::upfirdn2d: the padding and filter leave no output (", p.OH, "x",
               p.OW, ") for x of shape ", x.sizes());
   const bool channels_last = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
-  out = at::empty({p.N, p.C, p.OH, p.OW},
-                  x.options().memory_format(channels_last ? at::MemoryFormat::ChannelsLast
-                                                          : at::MemoryFormat::Contiguous));
+  const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+  out = at::empty({p.N, p.C, p.OH, p.OW}, x.options().memory_format(format));
   const auto acc = x.scalar_type() == at::kDouble ? at::kDouble : at::kFloat;
-  fc = flip_filter ? f : f.flip({0, 1});
-  fc = fc.to(acc).mul(gain).contiguous();
-  return p;
+  if (f.dim() == 2) return {{p, correlation_filter(f, flip_filter, gain, acc)}};
+  const int64_t ft = f.size(0);
+  if (ceil_div(ft, upx) * ceil_div(ft, upy) < kSeparableTwoPassMinTaps) {
+    return {{p, correlation_filter(at::outer(f, f), flip_filter, gain, acc)}};
+  }
+  UpFirDnParams px = p, py = p;  // x pass: [H, W] -> [H, OW]; y pass: [H, OW] -> [OH, OW]
+  px.OH = p.H;
+  px.upy = px.downy = 1;
+  px.py0 = 0;
+  px.fh = 1;
+  py.W = p.OW;
+  py.upx = py.downx = 1;
+  py.px0 = 0;
+  py.fw = 1;
+  return {{px, correlation_filter(f.reshape({1, ft}), flip_filter, gain, acc)},
+          {py, correlation_filter(f.reshape({ft, 1}), flip_filter, 1.0, acc)}};
+}
+
+// The intermediate of a two-pass plan: [N, C, H, OW] in the accumulation dtype, x's memory format.
+inline at::Tensor intermediate(const at::Tensor& out, const UpFirDnParams& px, at::ScalarType acc) {
+  return at::empty({px.N, px.C, px.OH, px.OW}, out.options().dtype(acc).memory_format(out.suggest_memory_format()));
 }
 
 at::Tensor upfirdn2d_fwd_cpu(const at::Tensor& x, const at::Tensor& f, int64_t upx, int64_t upy, int64_t downx,

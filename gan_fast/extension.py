@@ -55,7 +55,7 @@ __all__ = ["status", "has_cuda", "info", "source_dir", "source_files", "source_h
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 JIT_NAME = "gan_fast_C"
 _OK_MARKER = "gan_fast_build_ok"
-_HASH_RE = re.compile(rb"gan_fast_source_hash=(h[0-9a-f]{16}|unknown)")
+_HASH_RE = re.compile(rb"gan_fast_source_hash=(h[0-9a-f]{16}|unknown);cuda=[01]\x00")
 _FIX = ("install a C++ compiler (g++ or clang++; CXX selects it) and ninja (pip install ninja), then restart "
         "Python; or set GAN_FAST_EXT=0 to use the reference ops without this warning")
 
@@ -206,11 +206,12 @@ def _load_prebuilt(expected: Optional[str]) -> Tuple[bool, str]:
 
 
 def _embedded_hash(path: str) -> Optional[str]:
+    """The source hash a library was built from (the NUL-terminated build-info string in it); None if unknown."""
     try:
-        match = _HASH_RE.search(Path(path).read_bytes())
+        found = {m.group(1).decode() for m in _HASH_RE.finditer(Path(path).read_bytes())}
     except OSError:
         return None
-    return match.group(1).decode() if match else None
+    return found.pop() if len(found) == 1 else None
 
 
 def _cuda_toolkit() -> Tuple[bool, str]:
