@@ -1,0 +1,220 @@
+"""bias_act fast backends (cpp = the compiled extension, triton) against the reference.
+
+Forward, gradient and second-order gradient for every activation, with and
+without clamp, several dims, contiguous / channels_last / non-contiguous inputs,
+odd shapes; gradcheck and gradgradcheck of the C++ CPU path in float64; that
+the public op really runs the extension's kernels; torch.compile and torch.func.
+On CPU the Triton backend runs under TRITON_INTERPRET=1 (conftest), at small shapes.
+"""
+
+import importlib
+
+import pytest
+import torch
+
+from conftest import fast_backends
+from gan_fast import activations, backend, extension, ops
+from gan_fast.fused import bias_act as fused
+
+ops_mod = importlib.import_module("gan_fast.ops.bias_act")  # the module (gan_fast.ops.bias_act is also the function)
+
+BACKENDS = fast_backends(ops_mod.FAST_BACKENDS)
+ACTS = sorted(activations.ACTIVATIONS)
+TOL32 = dict(rtol=1e-4, atol=2e-5)
+
+
+def _all_orders(impl, x, b, dim, act, clamp, seed=1):
+    """y, (dx, db) and the second-order gradients of <dx, v> + <db, vb> w.r.t. (x, b, dy)."""
+    g = torch.Generator(device=x.device).manual_seed(seed)
+    x = x.detach().requires_grad_(True)
+    b = None if b is None else b.detach().requires_grad_(True)
+    y = ops.bias_act(x, b, dim=dim, act=act, clamp=clamp, impl=impl)
+    dy = torch.randn(y.shape, generator=g, device=x.device, dtype=x.dtype).requires_grad_(True)
+    inputs = (x,) if b is None else (x, b)
+    first = torch.autograd.grad(y, inputs, dy, create_graph=True)
+    s = sum((d * torch.randn(d.shape, generator=g, device=x.device, dtype=x.dtype)).sum() for d in first)
+    second = torch.autograd.grad(s, inputs + (dy,), materialize_grads=True)
+    return (y,) + tuple(first) + tuple(second)
+
+
+def _check_parity(impl, x, b, dim, act, clamp, **tol):
+    got = _all_orders(impl, x, b, dim, act, clamp)
+    want = _all_orders("ref", x, b, dim, act, clamp)
+    names = ["y", "dx", "db", "d2x", "d2b", "d2dy"] if b is not None else ["y", "dx", "d2x", "d2dy"]
+    for name, a, e in zip(names, got, want):
+        torch.testing.assert_close(a, e, **(tol or TOL32), msg=lambda m, n=name: f"{impl} {act} clamp={clamp}: {n}: {m}")
+    return got
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("clamp", [None, 0.6])
+@pytest.mark.parametrize("act", ACTS)
+def test_parity_all_orders(impl, act, clamp, device):
+    g = torch.Generator(device=device).manual_seed(0)
+    x = torch.randn(3, 5, 7, 3, generator=g, device=device) * 2
+    b = torch.randn(5, generator=g, device=device)
+    y = _check_parity(impl, x, b, 1, act, clamp)[0]
+    if clamp is not None:
+        assert y.abs().max() <= clamp
+        assert (y.abs() == clamp).any(), "the test input should saturate the clamp"
+
+
+LAYOUTS = ["contiguous", "channels_last", "transposed", "sliced"]
+
+
+def _layout(x, layout):
+    if layout == "channels_last":
+        return x.contiguous(memory_format=torch.channels_last)
+    if layout == "transposed":
+        return x.transpose(2, 3).contiguous().transpose(2, 3)  # dense, permuted
+    if layout == "sliced":
+        return torch.cat([x, x], dim=3)[..., ::2]  # not dense
+    return x
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("dim", [0, 1, 2, -1])
+def test_layouts_and_dims(impl, layout, dim, device):
+    g = torch.Generator(device=device).manual_seed(2)
+    x = _layout(torch.randn(3, 5, 4, 7, generator=g, device=device) * 2, layout)
+    b = torch.randn(x.shape[dim], generator=g, device=device)
+    y = _check_parity(impl, x, b, dim, "swish", 1.5)[0]
+    assert y.stride() == torch.empty_like(x).stride()  # the memory format is kept
+    if layout == "channels_last":
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("shape,dim", [((7,), 0), ((6, 5), 1), ((6, 5), 0), ((2, 3, 2, 3, 5), 2), ((1, 1, 3), 1)])
+def test_shapes_without_bias_and_with(impl, shape, dim, device):
+    g = torch.Generator(device=device).manual_seed(3)
+    x = torch.randn(shape, generator=g, device=device) * 2
+    b = torch.randn(shape[dim], generator=g, device=device)
+    _check_parity(impl, x, b, dim, "lrelu", None)
+    _check_parity(impl, x, None, dim, "elu", 0.8)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_alpha_gain_and_bias_only_grad(impl, device):
+    g = torch.Generator(device=device).manual_seed(4)
+    x = torch.randn(4, 6, 5, generator=g, device=device) * 3
+    b = torch.randn(6, generator=g, device=device, requires_grad=True)
+    for act in ("lrelu", "elu"):
+        y = ops.bias_act(x, b, act=act, alpha=0.35, gain=-1.7, clamp=2.0, impl=impl)
+        r = ops.bias_act(x, b, act=act, alpha=0.35, gain=-1.7, clamp=2.0, impl="ref")
+        torch.testing.assert_close(y, r, **TOL32)
+        (db,) = torch.autograd.grad(y.square().sum(), b)  # x needs no grad: only db is asked for
+        (rb,) = torch.autograd.grad(r.square().sum(), b)
+        torch.testing.assert_close(db, rb, rtol=1e-4, atol=1e-4)
+
+
+def test_public_op_runs_the_extension(monkeypatch):
+    assert "cpp" in BACKENDS
+    assert extension.status() == (True, "")
+    assert extension.info()["how"] in ("prebuilt", "jit-built", "jit-cached")
+    assert backend.resolve("bias_act", None, torch.device("cpu"), ops_mod.FAST_BACKENDS) == "cpp"
+    calls = []
+    real = fused.kernel_set("cpp")
+    assert real.fwd is torch.ops.gan_fast.bias_act_fwd
+
+    def counting(name):
+        def f(*args):
+            calls.append(name)
+            return getattr(real, name)(*args)
+        return f
+
+    monkeypatch.setitem(fused._sets, "cpp", fused.KernelSet(*(counting(n) for n in fused.KernelSet._fields)))
+    x = torch.randn(2, 3, 4, requires_grad=True)
+    y = ops.bias_act(x, torch.randn(3), act="tanh", impl="cuda")  # 'cuda' is an alias of 'cpp'
+    (dx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    dx.square().sum().backward()
+    assert calls == ["fwd", "grad", "grad2"]
+    calls.clear()
+    ops.bias_act(torch.randn(2, 3), act="relu")  # automatic choice on CPU
+    assert calls == ["fwd"]
+
+
+@pytest.mark.parametrize("act", ACTS)
+def test_gradcheck_float64_cpp_cpu(act):
+    g = torch.Generator().manual_seed(5)
+    x = (torch.randn(2, 3, 5, generator=g, dtype=torch.float64) * 2).requires_grad_(True)
+    b = torch.randn(3, generator=g, dtype=torch.float64).requires_grad_(True)
+    for clamp in (None, 0.9):
+        def fn(x, b):
+            return ops.bias_act(x, b, act=act, clamp=clamp, impl="cpp")
+        assert torch.autograd.gradcheck(fn, (x, b))
+        assert torch.autograd.gradgradcheck(fn, (x, b))
+    xc = x.detach().transpose(0, 2).contiguous().transpose(0, 2).requires_grad_(True)  # permuted layout
+    assert torch.autograd.gradgradcheck(lambda x: ops.bias_act(x, None, act=act, gain=0.7, impl="cpp"), (xc,))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_reduced_precision_cpp_cpu(dtype):
+    g = torch.Generator().manual_seed(6)
+    x = (torch.randn(2, 8, 3, 3, generator=g) * 2).to(dtype).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(8, generator=g)  # float32 bias: cast to x's dtype, as the reference does
+    for act in ("lrelu", "swish", "tanh"):
+        y = ops.bias_act(x, b, act=act, clamp=1.0, impl="cpp")
+        assert y.dtype == dtype and y.is_contiguous(memory_format=torch.channels_last)
+        ref = ops.bias_act(x.float(), b.to(dtype).float(), act=act, clamp=1.0, impl="ref").to(dtype)
+        torch.testing.assert_close(y, ref, rtol=2e-2, atol=2e-2)
+
+
+def test_third_order_raises_clearly():
+    x = torch.randn(2, 3, requires_grad=True)
+    y = ops.bias_act(x, None, act="tanh", impl="cpp")
+    (dx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
+    (ddx,) = torch.autograd.grad(dx.sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="third-order"):
+        ddx.sum().backward()
+
+
+def test_fake_matches_kernel_opcheck():
+    x = torch.randn(2, 5, 3, 4).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(5)
+    fused.kernel_set("cpp")
+    args = (x, b, 8, 0.0, 1.4, 0.5, 5, 12)
+    torch.library.opcheck(torch.ops.gan_fast.bias_act_fwd.default, args,
+                          test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(torch.ops.gan_fast.bias_act_grad2.default, (torch.randn_like(x), torch.randn(2, 5, 3, 4),
+                                                                      x, b, 3, 0.0, 1.0, -1.0, 5, 12),
+                          test_utils=("test_schema", "test_faketensor"))
+
+
+def test_torch_compile_fullgraph_cpp():
+    x = torch.randn(3, 4, 5, 5).contiguous(memory_format=torch.channels_last)
+    b = torch.randn(4)
+    ops.bias_act(x, b, act="lrelu", impl="cpp")  # the first call loads the extension eagerly
+
+    def f(x, b):
+        return ops.bias_act(x, b, act="lrelu", clamp=1.0, impl="cpp") * 2
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    xe, xc = x.clone().requires_grad_(True), x.clone().requires_grad_(True)
+    ye, yc = f(xe, b), compiled(xc, b)
+    torch.testing.assert_close(yc, ye)
+    ye.square().sum().backward()
+    yc.square().sum().backward()
+    torch.testing.assert_close(xc.grad, xe.grad)
+
+
+@pytest.mark.filterwarnings("ignore:There is a performance drop:UserWarning")  # vmap's per-sample fallback
+def test_torch_func_grad_and_jacrev_cpp():
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 4, 5, generator=g)
+    b = torch.randn(4, generator=g)
+
+    def loss(impl):
+        return lambda x: ops.bias_act(x, b, act="swish", clamp=1.5, impl=impl).square().sum()
+
+    torch.testing.assert_close(torch.func.grad(loss("cpp"))(x), torch.func.grad(loss("ref"))(x), **TOL32)
+
+    def penalty(impl):  # an R1-style penalty: gradient norm, differentiated again
+        return lambda x: torch.func.grad(loss(impl))(x).square().sum()
+
+    torch.testing.assert_close(torch.func.grad(penalty("cpp"))(x), torch.func.grad(penalty("ref"))(x),
+                               rtol=1e-4, atol=1e-4)
+    xs = x[:, :, 0]
+    jac = torch.func.jacrev(lambda x: ops.bias_act(x, b, act="tanh", impl="cpp"))(xs)
+    torch.testing.assert_close(jac, torch.func.jacrev(lambda x: ops.bias_act(x, b, act="tanh", impl="ref"))(xs))
