@@ -1,6 +1,5 @@
 """gan_fast.models: StyleGAN2 G and D, the SN discriminator, and the training-step helper."""
 
-import math
 
 import pytest
 import torch
