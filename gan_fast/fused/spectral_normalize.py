@@ -17,7 +17,7 @@ strides allow (contiguous weights for any dim=0, most dim=1 cases copy).
 
 from __future__ import annotations
 
-from typing import List, Optional, Tuple
+from typing import Tuple
 
 import torch
 
