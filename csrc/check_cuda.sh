@@ -7,10 +7,15 @@
 #   PYTHON=.venv/bin/python NVCC=/usr/local/cuda/bin/nvcc CUDA_ARCH=sm_90 csrc/check_cuda.sh
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-nvcc="${NVCC:-$(command -v nvcc || true)}"
-if [[ -z "$nvcc" && -x /usr/local/cuda/bin/nvcc ]]; then nvcc=/usr/local/cuda/bin/nvcc; fi
-if [[ -z "$nvcc" ]]; then
-  echo "check_cuda.sh: SKIP: nvcc not found (set NVCC or install the CUDA toolkit)"
+if [[ -n "${NVCC+set}" ]]; then
+  nvcc="$NVCC"
+else
+  nvcc="$(command -v nvcc || true)"
+  if [[ -z "$nvcc" && -x /usr/local/cuda/bin/nvcc ]]; then nvcc=/usr/local/cuda/bin/nvcc; fi
+fi
+if [[ -n "$nvcc" && "$nvcc" != */* ]]; then nvcc="$(command -v "$nvcc" || echo "$nvcc")"; fi
+if [[ -z "$nvcc" || ! -x "$nvcc" ]]; then
+  echo "check_cuda.sh: SKIP: nvcc not found${nvcc:+ at $nvcc} (set NVCC or install the CUDA toolkit)"
   exit 0
 fi
 python="${PYTHON:-python}"
@@ -31,16 +36,25 @@ found=0
 for d in $torch_inc; do [[ -f "$d/c10/cuda/impl/cuda_cmake_macros.h" ]] && found=1; done
 if [[ $found -eq 0 ]]; then extra+=("-DC10_CUDA_NO_CMAKE_CONFIGURE_FILE"); fi
 "$nvcc" --version | tail -1
-status=0
+# Compile the files in parallel; print a file's log only when it fails.
 for f in "${files[@]}"; do
+  name="$(basename "$f")"
   # The flags torch.utils.cpp_extension passes to nvcc, plus the extension's own.
-  if "$nvcc" -c "$f" -o "$out/$(basename "$f").o" "${incs[@]}" -std=c++20 -O1 -arch="$arch" \
+  ( if "$nvcc" -c "$f" -o "$out/$name.o" "${incs[@]}" -std=c++20 -O1 -arch="$arch" \
       -DGAN_FAST_WITH_CUDA -D__CUDA_NO_HALF_OPERATORS__ -D__CUDA_NO_HALF_CONVERSIONS__ \
       -D__CUDA_NO_BFLOAT16_CONVERSIONS__ -D__CUDA_NO_HALF2_OPERATORS__ --expt-relaxed-constexpr \
-      --use_fast_math -Xcompiler -fPIC -DTORCH_EXTENSION_NAME=_C -DTORCH_API_INCLUDE_EXTENSION_H ${extra[@]+"${extra[@]}"}; then
-    echo "check_cuda.sh: OK   $(basename "$f")"
+      --use_fast_math -Xcompiler -fPIC -DTORCH_EXTENSION_NAME=_C -DTORCH_API_INCLUDE_EXTENSION_H \
+      ${extra[@]+"${extra[@]}"} >"$out/$name.log" 2>&1; then echo 0; else echo 1; fi >"$out/$name.rc" ) &
+done
+wait
+status=0
+for f in "${files[@]}"; do
+  name="$(basename "$f")"
+  if [[ "$(cat "$out/$name.rc")" == 0 ]]; then
+    echo "check_cuda.sh: OK   $name"
   else
-    echo "check_cuda.sh: FAIL $(basename "$f")"
+    cat "$out/$name.log"
+    echo "check_cuda.sh: FAIL $name"
     status=1
   fi
 done

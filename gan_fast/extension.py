@@ -333,7 +333,7 @@ def _describe_build_error(exc: BaseException, build_dir: Path) -> str:
     errors = [ln for ln in lines if "error" in ln.lower() or "not found" in ln.lower() or "failed" in ln.lower()]
     tail = (errors or lines)[-6:]
     cxx = os.environ.get("CXX", "c++")
-    summary = " | ".join(ln.strip()[:300] for ln in tail)
+    summary = " | ".join(ln.strip()[:300] for ln in tail).rstrip(". ")
     return f"{type(exc).__name__} while compiling with CXX={cxx!r} in {build_dir}: {summary}"
 
 

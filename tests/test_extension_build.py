@@ -1,0 +1,164 @@
+"""The compiled extension's loader: build identity, fallback on a broken toolchain, locks, switches.
+
+The environment-changing cases run in subprocesses (an extension, once loaded,
+cannot be unloaded, and a failed status is kept for the life of a process).
+The CUDA sources are compile-checked by csrc/check_cuda.sh, which .ci/run calls.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from gan_fast import extension
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _run(code, timeout=240, **env):
+    full = dict(os.environ)
+    full.pop("GAN_FAST_IMPL", None)
+    full.update(env)
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=full, cwd=str(REPO),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def test_loaded_library_was_built_from_these_sources():
+    ok, why = extension.status()
+    assert ok, why
+    info = extension.info()
+    assert info["how"] in ("prebuilt", "jit-built", "jit-cached")
+    assert Path(info["source_dir"]) == REPO / "csrc" or Path(info["source_dir"]).name == "csrc"
+    assert torch.ops.gan_fast.build_info() == f"gan_fast_source_hash={extension.source_hash()};cuda=" + (
+        "1" if extension.has_cuda() else "0")
+    assert extension._embedded_hash(info["path"]) == extension.source_hash()
+
+
+def test_source_hash_tracks_content(tmp_path):
+    (tmp_path / "a.cpp").write_text("int a;")
+    (tmp_path / "b.h").write_text("#pragma once")
+    (tmp_path / "notes.txt").write_text("not a source")
+    files = extension.source_files(tmp_path)
+    assert [p.name for p in files] == ["a.cpp", "b.h"]
+    h = extension.source_hash(files)
+    assert h.startswith("h") and len(h) == 17
+    (tmp_path / "notes.txt").write_text("changed")
+    assert extension.source_hash(extension.source_files(tmp_path)) == h
+    (tmp_path / "b.h").write_text("#pragma once\n")
+    assert extension.source_hash(extension.source_files(tmp_path)) != h
+
+
+def test_embedded_hash_ignores_fragments(tmp_path):
+    lib = tmp_path / "lib.so"
+    # An optimiser may also store the string as overlapping immediates (a garbled copy); only the
+    # whole NUL-terminated string counts.
+    lib.write_bytes(b"\x00gan_fast_source_hash=h0123456789ab89abcdef;cuda=0build_info\x00junk"
+                    b"gan_fast_source_hash=h0123456789abcdef;cuda=1\x00")
+    assert extension._embedded_hash(str(lib)) == "h0123456789abcdef"
+    lib.write_bytes(b"no build info here")
+    assert extension._embedded_hash(str(lib)) is None
+
+
+def test_broken_compiler_falls_back_to_ref_with_one_warning(tmp_path):
+    """CXX=/bin/false, a fresh cache holding a stale torch build baton: no hang, one warning, ref results."""
+    code = f"""
+        import warnings, torch
+        from gan_fast import extension, ops, backend
+        from gan_fast.reference.bias_act import bias_act as ref_bias_act
+        # A baton left by a killed build would make torch wait forever; the loader must clear it.
+        build_dir = extension.cache_root() / "ext" / extension._build_key(extension.source_hash(), False)
+        build_dir.mkdir(parents=True)
+        (build_dir / "lock").write_text("")
+        x, b = torch.randn(2, 3, 4), torch.randn(3)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            for _ in range(3):
+                y = ops.bias_act(x, b, act="lrelu")
+                z = ops.upfirdn2d(torch.randn(1, 2, 5, 5), torch.ones(3))
+        assert torch.equal(y, ref_bias_act(x, b, 1, "lrelu", 0.2, 2 ** 0.5, None))
+        ours = [w for w in caught if "gan_fast" in str(w.message)]
+        print("WARNINGS", len(caught), len(ours))
+        print("MESSAGE", ours[0].message)
+        try:
+            ops.bias_act(x, b, impl="cpp")
+        except backend.BackendUnavailableError as exc:
+            print("EXPLICIT", exc)
+        print("STATUS", extension.status())
+    """
+    start = time.monotonic()
+    proc = _run(code, timeout=180, CXX="/bin/false", GAN_FAST_EXT="jit", GAN_FAST_CACHE_DIR=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert time.monotonic() - start < 120
+    out = proc.stdout
+    assert "WARNINGS 1 1" in out, out
+    message = out.split("MESSAGE", 1)[1].split("\n", 1)[0]
+    assert "could not be built" in message and "/bin/false" in message and "Fix:" in message
+    assert "reference implementation" in message
+    assert "EXPLICIT" in out and "could not be built" in out.split("EXPLICIT", 1)[1]
+    assert "STATUS (False" in out
+
+
+def test_switches_disable_loading_and_building(tmp_path):
+    code = """
+        from gan_fast import extension
+        print("STATUS", extension.status())
+    """
+    off = _run(code, GAN_FAST_EXT="0")
+    assert "STATUS (False" in off.stdout and "GAN_FAST_EXT=0" in off.stdout, off.stdout + off.stderr
+    nobuild = _run(code, GAN_FAST_EXT="jit", GAN_FAST_BUILD_EXT="0", GAN_FAST_CACHE_DIR=str(tmp_path))
+    assert "STATUS (False" in nobuild.stdout and "GAN_FAST_BUILD_EXT=0" in nobuild.stdout, nobuild.stdout
+    assert not any(tmp_path.iterdir())  # nothing was built
+
+
+def test_jit_cache_is_reused_without_a_compiler():
+    """A finished JIT build loads in a new process without compiling (the compiler is not even needed)."""
+    info = extension.info()
+    if info["how"] == "prebuilt":
+        pytest.skip("the extension is prebuilt here; the JIT cache is exercised where it is not")
+    code = """
+        from gan_fast import extension
+        print("STATUS", extension.status(), extension.info()["how"])
+    """
+    env = dict(CXX="/bin/false", GAN_FAST_EXT="jit")
+    if os.environ.get("GAN_FAST_CACHE_DIR"):
+        env["GAN_FAST_CACHE_DIR"] = os.environ["GAN_FAST_CACHE_DIR"]
+    proc = _run(code, **env)
+    assert "STATUS (True, '') jit-cached" in proc.stdout, proc.stdout + proc.stderr[-2000:]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses fcntl to hold the lock from another process")
+def test_build_lock_waits_then_gives_up(tmp_path):
+    lock = tmp_path / "x.lock"
+    lock.write_text("")  # a lock file left behind by a dead process is not held: acquired at once
+    with extension._file_lock(lock, timeout=1):
+        pass
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import fcntl, os, sys, time
+        fd = os.open({str(lock)!r}, os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        print("held", flush=True)
+        time.sleep(30)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        start = time.monotonic()
+        with pytest.raises(TimeoutError, match="GAN_FAST_BUILD_TIMEOUT"):
+            with extension._file_lock(lock, timeout=0.5):
+                pass
+        assert time.monotonic() - start < 5
+    finally:
+        holder.kill()
+        holder.wait()
+    with extension._file_lock(lock, timeout=5):  # released when its holder died
+        pass
+
+
+def test_check_cuda_script_skips_without_nvcc():
+    proc = subprocess.run(["bash", str(REPO / "csrc" / "check_cuda.sh")], env=dict(os.environ, NVCC="/nonexistent/nvcc"),
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and "SKIP" in proc.stdout
