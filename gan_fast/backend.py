@@ -149,7 +149,20 @@ def resolve(op: str, impl: Optional[str], device: torch.device, fast: Dict[str, 
         fast: the fast backends the op has, by device type, in order of
             preference, e.g. ``{'cuda': ('triton', 'cpp'), 'cpu': ('cpp',)}``.
             A backend listed for any device counts as one the op has.
+
+    Under ``torch.compile`` the choice is made once, at trace time, and treated
+    as a constant (so changing ``GAN_FAST_IMPL`` later does not retrace).
     """
+    fast_items = tuple((k, tuple(v)) for k, v in fast.items())
+    return _resolve(op, impl, device.type, fast_items)
+
+
+@torch.compiler.assume_constant_result
+def _resolve(op: str, impl: Optional[str], device_type: str, fast_items) -> str:
+    # Runs eagerly even while torch.compile traces a caller: it takes locks,
+    # may build the extension, and warns, none of which Dynamo can trace.
+    fast = dict(fast_items)
+    device = torch.device(device_type)
     requested = normalize_impl(impl)
     has = {b for order in fast.values() for b in order} | {"ref"}
     if requested is None:
