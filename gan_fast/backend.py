@@ -20,7 +20,7 @@ import importlib.util
 import os
 import threading
 import warnings
-from typing import Callable, Dict, Optional, Sequence, Tuple
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 

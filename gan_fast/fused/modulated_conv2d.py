@@ -41,9 +41,9 @@ from typing import Optional, Tuple
 
 import torch
 
-from .. import conv2d_gradfix
 from ..kernels import modulated_conv2d as K
-from ..reference import upfirdn2d as _ref_upfirdn2d
+from ..reference.conv2d_resample import conv2d_resample as _ref_conv2d_resample
+from .upfirdn2d import upfirdn2d as _fast_upfirdn2d
 
 __all__ = ["modulated_conv2d", "conv2d_resample"]
 
@@ -223,69 +223,14 @@ class _ModulateWeight(torch.autograd.Function):
 
 
 def _upfirdn2d(x, f, up, down, padding, flip_filter, gain):
-    try:
-        from .upfirdn2d import upfirdn2d as fast  # written alongside; absent in partial checkouts
-    except ImportError:
-        fast = None
-    if fast is not None:
-        return fast(x, f, (up, up), (down, down), tuple(padding), flip_filter, float(gain), "triton")
-    return _ref_upfirdn2d.upfirdn2d(x, f, (up, up), (down, down), tuple(padding), flip_filter, float(gain))
-
-
-def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True):
-    if not flip_weight and (w.shape[2] > 1 or w.shape[3] > 1):
-        w = w.flip([2, 3])
-    if transpose:
-        return conv2d_gradfix.conv_transpose2d(x, w, stride=stride, padding=padding, groups=groups)
-    return conv2d_gradfix.conv2d(x, w, stride=stride, padding=padding, groups=groups)
+    return _fast_upfirdn2d(x, f, (up, up), (down, down), tuple(padding), flip_filter, float(gain), "triton")
 
 
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], up: int, down: int,
                     padding: Tuple[int, int, int, int], groups: int = 1, flip_weight: bool = True) -> torch.Tensor:
-    """``gan_fast.reference.conv2d_resample`` (same algorithm and result), resampling on the fast upfirdn2d."""
-    out_ch, in_per_group, kh, kw = w.shape
-    if f is None:
-        fw = fh = 1
-    else:
-        fw, fh = (f.shape[-1], f.shape[0]) if f.ndim == 2 else (f.shape[0], f.shape[0])
-    px0, px1, py0, py1 = padding
-    if up > 1:
-        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
-        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
-    if down > 1:
-        px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
-        py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
-    if f is None:
-        f = torch.ones(1, 1, dtype=torch.float32, device=x.device)
-
-    if kw == 1 and kh == 1 and down > 1 and up == 1:
-        x = _upfirdn2d(x, f, 1, down, (px0, px1, py0, py1), False, 1.0)
-        return _conv(x, w, groups=groups, flip_weight=flip_weight)
-    if kw == 1 and kh == 1 and up > 1 and down == 1:
-        x = _conv(x, w, groups=groups, flip_weight=flip_weight)
-        return _upfirdn2d(x, f, up, 1, (px0, px1, py0, py1), False, float(up * up))
-    if down > 1 and up == 1:
-        x = _upfirdn2d(x, f, 1, 1, (px0, px1, py0, py1), False, 1.0)
-        return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
-    if up > 1:
-        if groups == 1:
-            wt = w.transpose(0, 1)
-        else:
-            wt = w.reshape(groups, out_ch // groups, in_per_group, kh, kw).transpose(1, 2)
-            wt = wt.reshape(groups * in_per_group, out_ch // groups, kh, kw)
-        px0, px1 = px0 - (kw - 1), px1 - (kw - up)
-        py0, py1 = py0 - (kh - 1), py1 - (kh - up)
-        cx = max(min(-px0, -px1), 0)
-        cy = max(min(-py0, -py1), 0)
-        x = _conv(x, wt, stride=up, padding=(cy, cx), groups=groups, transpose=True, flip_weight=not flip_weight)
-        x = _upfirdn2d(x, f, 1, 1, (px0 + cx, px1 + cx, py0 + cy, py1 + cy), False, float(up * up))
-        if down > 1:
-            x = _upfirdn2d(x, f, 1, down, (0, 0, 0, 0), False, 1.0)
-        return x
-    if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:
-        return _conv(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight)
-    x = _upfirdn2d(x, torch.ones(1, 1, dtype=torch.float32, device=x.device), 1, 1, (px0, px1, py0, py1), False, 1.0)
-    return _conv(x, w, groups=groups, flip_weight=flip_weight)
+    """``gan_fast.reference.conv2d_resample`` with its FIR steps on the fast upfirdn2d."""
+    return _ref_conv2d_resample(x, w, f, up, down, padding, groups=groups, flip_weight=flip_weight,
+                                fir=lambda x, f, up, down, pad, gain: _upfirdn2d(x, f, up, down, pad, False, gain))
 
 
 # ---------------------------------------------------------------------------------------------------

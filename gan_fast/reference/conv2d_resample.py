@@ -16,12 +16,15 @@ smaller side.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Callable, Optional, Tuple
 
 import torch
 
 from .. import conv2d_gradfix
-from .upfirdn2d import upfirdn2d
+from .upfirdn2d import upfirdn2d as ref_upfirdn2d
+
+# fir(x, f, up, down, (x0, x1, y0, y1), gain) -> y, with int up/down and the filter's flip bound.
+Fir = Callable[[torch.Tensor, torch.Tensor, int, int, Tuple[int, int, int, int], float], torch.Tensor]
 
 
 def _filter_size(f: Optional[torch.Tensor]) -> Tuple[int, int]:
@@ -45,11 +48,20 @@ def _conv(x, w, stride=1, padding=0, groups=1, transpose=False, flip_weight=True
 
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] = None, up: int = 1, down: int = 1,
                     padding: Tuple[int, int, int, int] = (0, 0, 0, 0), groups: int = 1, flip_weight: bool = True,
-                    flip_filter: bool = False) -> torch.Tensor:
-    """x: [N, C*groups.., H, W], w: [O, C/groups, kh, kw], f: FIR filter or None; up/down ints.
+                    flip_filter: bool = False, fir: Optional[Fir] = None) -> torch.Tensor:
+    """x: [N, C, H, W], w: [O, C / groups, kh, kw], f: FIR filter or None; up/down ints.
 
-    ``padding`` is (x0, x1, y0, y1) before the up/down adjustment.
+    ``padding`` is (x0, x1, y0, y1) before the up/down adjustment. ``fir`` runs
+    the FIR resampling steps; the default is the reference upfirdn2d, and the
+    modules and fast backends pass the public/fast op so this algorithm exists once.
+
+    Returns:
+        [N, O, H', W'].
     """
+    if fir is None:
+        def fir(x, f, up, down, pad, gain):
+            return ref_upfirdn2d(x, f, (up, up), (down, down), pad, flip_filter, gain)
+
     out_ch, in_per_group, kh, kw = w.shape
     fw, fh = _filter_size(f)
     px0, px1, py0, py1 = padding
@@ -63,13 +75,13 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         f = _identity_filter(x)
 
     if kw == 1 and kh == 1 and down > 1 and up == 1:  # 1x1: decimate first, convolve the smaller image
-        x = upfirdn2d(x, f, (1, 1), (down, down), (px0, px1, py0, py1), flip_filter, 1.0)
+        x = fir(x, f, 1, down, (px0, px1, py0, py1), 1.0)
         return _conv(x, w, groups=groups, flip_weight=flip_weight)
     if kw == 1 and kh == 1 and up > 1 and down == 1:  # 1x1: convolve the smaller image, then upsample
         x = _conv(x, w, groups=groups, flip_weight=flip_weight)
-        return upfirdn2d(x, f, (up, up), (1, 1), (px0, px1, py0, py1), flip_filter, float(up * up))
+        return fir(x, f, up, 1, (px0, px1, py0, py1), float(up * up))
     if down > 1 and up == 1:  # filter, then strided convolution
-        x = upfirdn2d(x, f, (1, 1), (1, 1), (px0, px1, py0, py1), flip_filter, 1.0)
+        x = fir(x, f, 1, 1, (px0, px1, py0, py1), 1.0)
         return _conv(x, w, stride=down, groups=groups, flip_weight=flip_weight)
     if up > 1:  # strided transposed convolution, then filter
         if groups == 1:
@@ -83,11 +95,11 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         cx = max(min(-px0, -px1), 0)  # symmetric crop done by the transposed conv itself
         cy = max(min(-py0, -py1), 0)
         x = _conv(x, wt, stride=up, padding=(cy, cx), groups=groups, transpose=True, flip_weight=not flip_weight)
-        x = upfirdn2d(x, f, (1, 1), (1, 1), (px0 + cx, px1 + cx, py0 + cy, py1 + cy), flip_filter, float(up * up))
+        x = fir(x, f, 1, 1, (px0 + cx, px1 + cx, py0 + cy, py1 + cy), float(up * up))
         if down > 1:
-            x = upfirdn2d(x, f, (1, 1), (down, down), (0, 0, 0, 0), flip_filter, 1.0)
+            x = fir(x, f, 1, down, (0, 0, 0, 0), 1.0)
         return x
     if px0 == px1 and py0 == py1 and px0 >= 0 and py0 >= 0:  # plain convolution
         return _conv(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight)
-    x = upfirdn2d(x, _identity_filter(x), (1, 1), (1, 1), (px0, px1, py0, py1), flip_filter, 1.0)
+    x = fir(x, _identity_filter(x), 1, 1, (px0, px1, py0, py1), 1.0)
     return _conv(x, w, groups=groups, flip_weight=flip_weight)
