@@ -12,14 +12,12 @@ Use::
     with gan_fast.fused.spectral_norm_multi.spectral_norm_step(D):
         logits = D(x)            # every SN weight was computed by the batched launch
 
-Inside the context each parametrized weight is served from
-``torch.nn.utils.parametrize``'s cache (the same mechanism as
-``parametrize.cached()``), pre-filled by the batched launch, so the model's code
-is unchanged. Semantics per layer are those of the ``SpectralNorm`` forward:
+Inside the context each ``SpectralNorm`` parametrization returns the weight
+that the batched launch computed (its public ``precomputed`` attribute), so the
+model's code is unchanged. Semantics per layer are those of the ``SpectralNorm`` forward:
 in training mode ``n_power_iterations`` updates of the ``_u``/``_v`` buffers
-(in place), none in eval mode; the weight is computed once per context (as
-with ``parametrize.cached()``: run one forward per context if you want one
-power-iteration update per forward). Layers the batched path cannot serve
+(in place), none in eval mode; the weight is computed once per context (run one
+forward per context if you want one power-iteration update per forward). Layers the batched path cannot serve
 (1-D weights, parametrization chains, CPU tensors without the interpreter)
 compute themselves as usual.
 """
@@ -218,60 +216,46 @@ def _sub_arena(arena: torch.Tensor, weights, dims, idx: List[int]) -> torch.Tens
 # ----------------------------------------------------------------------------------------------------- API
 
 
-def _cache_key(mod: nn.Module, name: str) -> Tuple[int, str]:
-    """The key under which ``parametrize.cached()`` stores ``mod.<name>``.
-
-    It is (id(module), name) of the module the parametrized property was created
-    for, which after ``copy.deepcopy`` of a parametrized model is the *original*
-    module (the class and its property closure are shared), so read it from the
-    property's closure; fall back to (id(mod), name).
-    """
-    try:
-        fget = getattr(type(mod), name).fget
-        cells = dict(zip(fget.__code__.co_freevars, fget.__closure__))
-        inner = cells["get_cached_parametrization"].cell_contents
-        inner_cells = dict(zip(inner.__code__.co_freevars, inner.__closure__))
-        return id(inner_cells["module"].cell_contents), inner_cells["tensor_name"].cell_contents
-    except Exception:  # noqa: BLE001 - a different torch layout: the documented key
-        return id(mod), name
-
-
 def _use_fused(device: torch.device, impl: Optional[str]) -> bool:
     ops_mod = importlib.import_module("gan_fast.ops.spectral_normalize")  # gan_fast.ops re-exports the function
     return backend.resolve("spectral_normalize", impl, device, ops_mod.FAST_BACKENDS) == "triton"
 
 
-def spectral_normalize_all(model: nn.Module, impl: Optional[str] = None) -> Dict[Tuple[int, str], torch.Tensor]:
+def spectral_normalize_all(model: nn.Module, impl: Optional[str] = None) -> List[Tuple[nn.Module, torch.Tensor]]:
     """Runs every gan_fast spectral-norm parametrization of ``model`` in batched launches.
 
-    Returns {cache key: W / sigma} for the layers served, keyed as
-    ``torch.nn.utils.parametrize``'s cache keys them (see ``_cache_key``); u/v buffers of layers in training
-    mode are updated in place, exactly as their own forward would. Layers on
-    devices without the fused backend are left out (they compute themselves).
+    Returns [(SpectralNorm instance, W / sigma)] for the layers served; u/v
+    buffers of layers in training mode are updated in place, exactly as their
+    own forward would. Layers on devices without the fused backend are left out
+    (they compute themselves).
     """
     groups: Dict[tuple, list] = {}
     for mod, name, sn in find_spectral_norm_layers(model):
         w = mod.parametrizations[name].original
         n = sn.n_power_iterations if sn.training else 0
         key = (w.device, w.dtype, n, float(sn.eps))
-        groups.setdefault(key, []).append((mod, name, sn, w))
-    result: Dict[Tuple[int, str], torch.Tensor] = {}
+        groups.setdefault(key, []).append((sn, w))
+    result: List[Tuple[nn.Module, torch.Tensor]] = []
     for (device, _dtype, n, eps), items in groups.items():
         if not _use_fused(device, impl):
             continue
-        weights = [w for *_, w in items]
-        us = [sn._u for _, _, sn, _ in items]
-        vs = [sn._v for _, _, sn, _ in items]
-        dims = tuple(sn.dim for _, _, sn, _ in items)
+        weights = [w for _, w in items]
+        us = [sn._u for sn, _ in items]
+        vs = [sn._v for sn, _ in items]
+        dims = tuple(sn.dim for sn, _ in items)
         outs = _Multi.apply(us, vs, dims, n, eps, n > 0, *weights)
-        for (mod, name, _, _), y in zip(items, outs[:-1]):
-            result[_cache_key(mod, name)] = y
+        result.extend((sn, y) for (sn, _), y in zip(items, outs[:-1]))
     return result
 
 
 @contextlib.contextmanager
 def spectral_norm_step(model: nn.Module, impl: Optional[str] = None) -> Iterator[None]:
     """Context in which ``model``'s spectral-normed weights come from one batched launch (see module doc)."""
-    with parametrize.cached():
-        parametrize._cache.update(spectral_normalize_all(model, impl))
+    served = spectral_normalize_all(model, impl)
+    for sn, y in served:
+        sn.precomputed = y
+    try:
         yield
+    finally:
+        for sn, _ in served:
+            sn.precomputed = None

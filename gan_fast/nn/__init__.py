@@ -6,7 +6,8 @@ synthesis layers (:class:`MappingNetwork`, :class:`ModulatedConv2d`,
 :class:`SynthesisLayer`, :class:`ToRGB`), :class:`MinibatchStdLayer`,
 StyleGAN1's :class:`AdaIN`, and :func:`spectral_norm` (a drop-in for
 ``torch.nn.utils.parametrizations.spectral_norm``) with
-:func:`apply_spectral_norm` for whole models.
+:func:`apply_spectral_norm` for whole models and :func:`spectral_norm_step` to
+normalise all of a model's layers in one fused launch per step.
 """
 
 from ._resample import conv2d_resample
@@ -14,7 +15,7 @@ from .adain import AdaIN, adaptive_instance_norm
 from .equalized import Conv2dLayer, FullyConnectedLayer
 from .mapping import MappingNetwork, normalize_2nd_moment
 from .minibatch_std import MinibatchStdLayer
-from .spectral_norm import DEFAULT_SN_TYPES, SpectralNorm, apply_spectral_norm, spectral_norm
+from .spectral_norm import DEFAULT_SN_TYPES, SpectralNorm, apply_spectral_norm, spectral_norm, spectral_norm_step
 from .synthesis import ModulatedConv2d, SynthesisLayer, ToRGB
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "SpectralNorm",
     "spectral_norm",
     "apply_spectral_norm",
+    "spectral_norm_step",
     "DEFAULT_SN_TYPES",
     "conv2d_resample",
 ]

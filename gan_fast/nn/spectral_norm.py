@@ -15,17 +15,18 @@ gradients. Remove it with ``torch.nn.utils.parametrize.remove_parametrizations``
 
 from __future__ import annotations
 
-from typing import Callable, Iterable, Optional, Tuple, Type
+import contextlib
+from typing import Callable, Iterable, Iterator, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .. import checks, ops
+from .. import backend, checks, ops
 from ..reference.spectral_normalize import weight_to_matrix
 
-__all__ = ["SpectralNorm", "spectral_norm", "apply_spectral_norm", "DEFAULT_SN_TYPES"]
+__all__ = ["SpectralNorm", "spectral_norm", "apply_spectral_norm", "spectral_norm_step", "DEFAULT_SN_TYPES"]
 
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 DEFAULT_SN_TYPES: Tuple[Type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _TRANSPOSED
@@ -38,6 +39,7 @@ class SpectralNorm(nn.Module):
         dim: the output dimension the weight is viewed along ([shape[dim], rest]).
         eps: the normalisation epsilon.
         n_power_iterations: iterations per training forward (0 in eval mode).
+        precomputed: None, or W / sigma already computed for this step (forward returns it).
         _u: [shape[dim]] and _v: [numel / shape[dim]] buffers (absent for 1-D weights),
             updated in place by each training forward.
 
@@ -60,6 +62,8 @@ class SpectralNorm(nn.Module):
         self.dim = dim % ndim
         self.eps = eps
         self.n_power_iterations = n_power_iterations
+        # When set (by :func:`spectral_norm_step`), forward returns it instead of computing.
+        self.precomputed: Optional[torch.Tensor] = None
         if ndim > 1:
             weight_mat = weight_to_matrix(weight.detach(), self.dim)
             h, w = weight_mat.shape
@@ -71,6 +75,8 @@ class SpectralNorm(nn.Module):
             self.register_buffer("_v", v)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if self.precomputed is not None:  # set by spectral_norm_step's batched launch
+            return self.precomputed
         if weight.ndim == 1:
             empty = weight.new_empty(0)
             return ops.spectral_normalize(weight, empty, empty, 0, 0, self.eps)[0]
@@ -135,3 +141,23 @@ def apply_spectral_norm(model: nn.Module, types: Iterable[Type[nn.Module]] = DEF
     for mod in targets:
         spectral_norm(mod, name=name, n_power_iterations=n_power_iterations, eps=eps)
     return model
+
+
+@contextlib.contextmanager
+def spectral_norm_step(model: nn.Module, impl: Optional[str] = None) -> Iterator[None]:
+    """Computes every spectral-normed weight of ``model`` in one fused launch per step.
+
+    ``with spectral_norm_step(D): logits = D(x)`` — inside the block each
+    :class:`SpectralNorm` parametrization returns the weight computed by the
+    batched launch (one launch per power iteration for all layers, e.g. the ~30
+    of a BigGAN D), with the same u/v updates and results as the per-layer path.
+    Where no fused backend can run (CPU tensors, no triton), the block changes
+    nothing and each layer computes itself.
+    """
+    if backend.normalize_impl(impl) == "ref" or not backend.triton_status()[0]:
+        yield
+        return
+    from ..fused.spectral_norm_multi import spectral_norm_step as fused_step  # noqa: PLC0415 - needs triton
+
+    with fused_step(model, impl):
+        yield
