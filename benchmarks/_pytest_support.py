@@ -20,11 +20,14 @@ from typing import Dict, List
 import pytest
 import torch
 
-from .harness import BASELINES, Runner, Skipped, TimingConfig, _CaseContext, dtype_name, synchronize
+from .harness import (BASELINES, Runner, Skipped, TimingConfig, _CaseContext, dtype_name, reset_compiler,
+                      synchronize)
 
 PRESET = os.environ.get("GAN_FAST_BENCH_PRESET", "ci")
 COMPILE = os.environ.get("GAN_FAST_BENCH_COMPILE", "0") not in ("", "0")
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+if DEVICE.type == "cpu":  # as the runner: one thread, OpenMP regions stall on shared cores
+    torch.set_num_threads(int(os.environ.get("GAN_FAST_BENCH_THREADS", "1")))
 _RUNNER = Runner(DEVICE, TimingConfig())
 _CONTEXTS: Dict[int, _CaseContext] = {}
 
@@ -59,6 +62,8 @@ def run(benchmark, case, backend: str, impl: str, vname: str, pass_name: str) ->
     ctx = _CONTEXTS.get(id(case))
     if ctx is None:
         ctx = _CONTEXTS[id(case)] = _CaseContext(case, DEVICE)
+    if backend == "compile":
+        reset_compiler()
     extra = backend in case.extra_baselines
     ms, fns = _RUNNER._prepare(ctx, backend, impl, "" if extra else vname, case.variants[vname], passes=[pass_name])
     m, fn = ms[0], fns[0]

@@ -64,5 +64,5 @@ def cases(preset: str, device: torch.device) -> List:
                       2, torch.float32, 3)]
     if preset == "stylegan2":
         return [_case(256, presets.SG2_BATCH, presets.SG2_BASE, presets.SG2_CMAX, presets.SG2_W_DIM, 8, torch.float32,
-                      presets.priority(256, torch.float32) + 4)]
+                      presets.priority(256, torch.float32))]
     return []

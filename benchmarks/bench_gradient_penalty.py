@@ -58,8 +58,8 @@ def cases(preset: str, device: torch.device) -> List[Case]:
                 [_r1_case(presets.CI_BATCH, presets.CI_NET_RES, presets.CI_NET_BASE, presets.CI_NET_CMAX, dt, 2,
                           compile=False, passes=("fwd", "dbl")) for dt in dts])
     if preset == "stylegan2":
-        out = [_gnp_case(presets.SG2_BATCH, 256, dt, presets.priority(256, dt) + 2) for dt in dts]
-        out += [_r1_case(presets.SG2_BATCH, 256, presets.SG2_BASE, presets.SG2_CMAX, dt,
-                         presets.priority(256, dt) + 3, err_batch=2) for dt in dts]
+        out = [_gnp_case(presets.SG2_BATCH, 256, dt, presets.priority(256, dt, primary=False)) for dt in dts]
+        out += [_r1_case(presets.SG2_BATCH, 256, presets.SG2_BASE, presets.SG2_CMAX, dt, presets.priority(256, dt),
+                         err_batch=2) for dt in dts]
         return out
     return []

@@ -51,8 +51,9 @@ def cases(preset: str, device: torch.device) -> List[Case]:
         for res in presets.SG2_RES:
             cin0, cout = presets.sg2_channels(res // 2), presets.sg2_channels(res)
             for dt in dts + (presets.half_extra(device) if res == 256 else []):
-                p = presets.priority(res, dt)
-                out.append(_case("conv1", presets.SG2_BATCH, cout, cout, res, dt, p, err_batch=4))
-                out.append(_case("conv0", presets.SG2_BATCH, cin0, cout, res, dt, p + 1, err_batch=4))
+                out.append(_case("conv1", presets.SG2_BATCH, cout, cout, res, dt, presets.priority(res, dt),
+                                 err_batch=4))
+                out.append(_case("conv0", presets.SG2_BATCH, cin0, cout, res, dt,
+                                 presets.priority(res, dt, primary=False), err_batch=4))
         return out
     return []

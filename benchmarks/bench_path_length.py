@@ -43,5 +43,5 @@ def cases(preset: str, device: torch.device) -> List[Case]:
                          presets.CI_W_DIM, dt, 2, compile=False, passes=("fwd", "dbl")) for dt in dts]
     if preset == "stylegan2":
         return [_pl_case(presets.SG2_PL_BATCH, 256, presets.SG2_BASE, presets.SG2_CMAX, presets.SG2_W_DIM, dt,
-                         presets.priority(256, dt) + 3, err_batch=2) for dt in dts]
+                         presets.priority(256, dt), err_batch=2) for dt in dts]
     return []

@@ -47,6 +47,6 @@ def cases(preset: str, device: torch.device) -> List[Case]:
                                  presets.priority(res, dt)))
                 # the D's skip path downsamples the activations of the block at this resolution
                 out.append(_case("down2", presets.SG2_BATCH, presets.sg2_channels(res), res, dt,
-                                 presets.priority(res, dt) + 1))
+                                 presets.priority(res, dt, primary=False)))
         return out
     return []

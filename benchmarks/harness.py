@@ -109,7 +109,8 @@ def device_name(device: torch.device) -> str:
                     break
     except OSError:
         pass
-    return f"CPU {model} ({torch.get_num_threads()} threads)"
+    n = torch.get_num_threads()
+    return f"CPU {model} ({n} thread{'s' if n > 1 else ''})"
 
 
 def slug(text: str) -> str:
@@ -444,6 +445,15 @@ def forced_impl(name: Optional[str]):
             os.environ["GAN_FAST_IMPL"] = old
 
 
+def reset_compiler() -> None:
+    """Fresh torch.compile caches for each case, and a recompile limit that a case (variants x
+    error-check shapes) cannot reach: hitting it would silently fall back to eager."""
+    torch._dynamo.reset()
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(torch._dynamo.config, name):
+            setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
+
+
 def _bind(case: Case, impl: str, variant: Dict[str, Any]) -> Callable[[Tensors], Any]:
     def forward(tensors):
         return case.run(tensors, impl, **variant)
@@ -504,6 +514,7 @@ class Runner:
                 results.append(Measurement(name, "", p, status="unavailable", error=why))
 
         ctx = _CaseContext(case, dev)
+        reset_compiler()
         first_variant = next(iter(case.variants))
         timed: List[Tuple[Measurement, Callable[[], Any]]] = []
         for backend, impl in backends:
@@ -557,7 +568,6 @@ class Runner:
             return fwd, tens, fwd_e, tens_e
         if backend == "compile":
             mode = self.compile_mode if case.compile_mode == "auto" else case.compile_mode
-            torch._dynamo.reset()  # fresh caches: no silent eager fallback after hitting the recompile limit
             fwd = torch.compile(_bind(case, "ref", variant), mode=mode, dynamic=False)
             fwd_e = fwd
             if ctx.err_tensors is not ctx.tensors:

@@ -57,7 +57,15 @@ def half_extra(device: torch.device) -> List[torch.dtype]:
     return [torch.bfloat16] if device.type == "cuda" else []
 
 
-def priority(res: int, dtype: torch.dtype, top: int = 256) -> int:
-    """0 for the top layer in float32, then float16 there, then the other sizes."""
-    base = 0 if res == top else 10 + (top // max(res, 1)).bit_length()
-    return base + {torch.float32: 0, torch.float16: 1}.get(dtype, 2)
+def priority(res: int, dtype: torch.dtype, top: int = 256, primary: bool = True) -> int:
+    """Run order of a stylegan2-preset case (lower first).
+
+    Tiers: the shapes the performance targets name (top layer, float32, the primary case of
+    each op: bias_act, upfirdn2d up-2, the conv1 synthesis layer, R1, path length, the
+    iteration), then their float16 versions with the secondary cases (down-2, conv0,
+    gradient_norm_penalty), then bfloat16, then the smaller layers.
+    """
+    if res == top:
+        tier = {torch.float32: 0, torch.float16: 10}.get(dtype, 20)
+        return tier + (0 if primary else 5)
+    return 30 + 2 * (top // max(res, 1)).bit_length() + (0 if dtype == torch.float32 else 1)
