@@ -7,10 +7,11 @@ from typing import List
 import torch
 
 from gan_fast import ops
-from gan_fast.ops import bias_act as op_module
 
 from . import presets
-from .harness import Case
+from .harness import Case, op_module as _op
+
+op_module = _op("bias_act")
 
 OP = "bias_act"
 

@@ -10,7 +10,7 @@ from typing import List
 import torch
 
 from . import presets
-from .harness import Case, Skipped, forced_impl
+from .harness import Case, Skipped, forced_impl, op_module
 
 OP = "stylegan2_iteration"
 COMPILE_NOTE = ("not timed: the iteration's R1 and path-length steps need double backward, which "
@@ -18,9 +18,8 @@ COMPILE_NOTE = ("not timed: the iteration's R1 and path-length steps need double
 
 
 def _op_modules():
-    from gan_fast.ops import bias_act, gradient_norm_penalty, modulated_conv2d, power_iteration, spectral_normalize
-    from gan_fast.ops import upfirdn2d
-    return (bias_act, upfirdn2d, modulated_conv2d, gradient_norm_penalty, power_iteration, spectral_normalize)
+    return tuple(op_module(n) for n in ("bias_act", "upfirdn2d", "modulated_conv2d", "gradient_norm_penalty",
+                                        "power_iteration", "spectral_normalize"))
 
 
 def _case(res: int, n: int, base: int, cmax: int, w_dim: int, mapping_layers: int, dtype, prio: int):

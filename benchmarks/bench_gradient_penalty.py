@@ -8,10 +8,11 @@ from typing import List
 import torch
 
 from gan_fast import ops
-from gan_fast.ops import gradient_norm_penalty as op_module
 
 from . import nets, presets
-from .harness import Case
+from .harness import Case, op_module as _op
+
+op_module = _op("gradient_norm_penalty")
 
 
 def _gnp_case(n: int, res: int, dtype, prio: int) -> Case:

@@ -4,16 +4,18 @@ forward's worth: one power iteration + W / sigma per layer), against PyTorch's o
 
 from __future__ import annotations
 
+import contextlib
 from typing import Dict, List, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from gan_fast import ops
-from gan_fast.ops import power_iteration as pi_module
-from gan_fast.ops import spectral_normalize as sn_module
 
-from .harness import Case
+from .harness import Case, fast_backends, forced_impl, op_module
+
+pi_module = op_module("power_iteration")
+sn_module = op_module("spectral_normalize")
 
 N_CLASSES = 1000
 
@@ -42,7 +44,7 @@ def biggan128_d_shapes(ch: int = 96) -> List[Tuple[str, Tuple[int, ...]]]:
     return shapes
 
 
-def _sn_case(ch: int, dtype, name: str) -> Case:
+def _sn_case(ch: int, dtype, name: str, device: torch.device) -> Case:
     shapes = biggan128_d_shapes(ch)
     nparams = sum(torch.Size(s).numel() for _, s in shapes)
 
@@ -85,11 +87,52 @@ def _sn_case(ch: int, dtype, name: str) -> Case:
             return outs
         return forward, tens
 
+    def nn_sn(impl):
+        """gan_fast.nn.spectral_norm modules holding the same weights, u and v, with ``impl`` forced;
+        a fast impl also serves every layer from one batched launch (``spectral_norm_step``)."""
+        def build(t):
+            from gan_fast import nn as gnn
+
+            container = torch.nn.Module()
+            mods = []
+            for i, (_, s) in enumerate(shapes):
+                m = torch.nn.Module()
+                m.weight = torch.nn.Parameter(t[f"w{i}"].detach().clone())
+                gnn.spectral_norm(m)
+                with torch.no_grad():
+                    m.parametrizations.weight[0]._u.copy_(t[f"u{i}"])
+                    m.parametrizations.weight[0]._v.copy_(t[f"v{i}"])
+                container.add_module(f"layer{i}", m)
+                mods.append(m)
+            container.train()
+            tens = dict(t)
+            for i, m in enumerate(mods):
+                tens[f"w{i}"] = m.parametrizations.weight.original
+
+            def forward(_t):
+                step = contextlib.nullcontext()
+                if impl == "triton":
+                    step = gnn.spectral_norm_step(container, impl)
+                outs = []
+                with forced_impl(impl), step:
+                    for m in mods:
+                        p = m.parametrizations.weight[0]
+                        outs += [m.weight, p._u, p._v]
+                return outs
+            return forward, tens
+        return build
+
+    extra = {"torch_sn": torch_sn, "nn_sn:ref": nn_sn("ref")}
+    for impl in fast_backends((sn_module,), device)[0]:
+        extra[f"nn_sn:{impl}"] = nn_sn(impl)
+
     return Case(op="spectral_normalize", name=name,
                 shape=f"BigGAN-128 D ch={ch}: {len(shapes)} layers, {nparams / 1e6:.1f}M weights", dtype=dtype,
                 make=make, run=run, diff=tuple(f"w{i}" for i in range(len(shapes))), op_modules=(sn_module,),
-                passes=("fwd", "fwdbwd"), extra_baselines={"torch_sn": torch_sn},
-                note="all layers, 1 power iteration each; torch_sn = torch.nn.utils.parametrizations.spectral_norm")
+                passes=("fwd", "fwdbwd"), extra_baselines=extra,
+                note="all layers, 1 power iteration each (a training forward's weights); torch_sn = "
+                     "torch.nn.utils.parametrizations.spectral_norm; nn_sn:IMPL = gan_fast.nn.spectral_norm "
+                     "modules with IMPL forced (triton: all layers in one batched launch, spectral_norm_step)")
 
 
 def _pi_case(h: int, w: int, dtype, name: str) -> Case:
@@ -107,7 +150,7 @@ def _pi_case(h: int, w: int, dtype, name: str) -> Case:
 
 def cases(preset: str, device: torch.device) -> List[Case]:
     if preset == "ci":
-        return [_sn_case(8, torch.float32, "biggan128_D_ch8"), _pi_case(128, 128 * 9, torch.float32, "128x1152")]
+        return [_sn_case(8, torch.float32, "biggan128_D_ch8", device), _pi_case(128, 128 * 9, torch.float32, "128x1152")]
     if preset == "biggan":
-        return [_sn_case(96, torch.float32, "biggan128_D"), _pi_case(1536, 1536 * 9, torch.float32, "1536x13824")]
+        return [_sn_case(96, torch.float32, "biggan128_D", device), _pi_case(1536, 1536 * 9, torch.float32, "1536x13824")]
     return []

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import math
 import os
 import platform
@@ -172,6 +173,11 @@ def compile_mode(device: torch.device) -> Optional[str]:
 # --------------------------------------------------------------------------- backends
 
 
+def op_module(name: str):
+    """The module ``gan_fast.ops.<name>`` (``from gan_fast.ops import bias_act`` gives the function)."""
+    return importlib.import_module(f"gan_fast.ops.{name}")
+
+
 def fast_backends(op_modules: Sequence[Any], device: torch.device) -> Tuple[List[str], Dict[str, str]]:
     """(usable fast backends, {listed-but-unusable backend: why}) for a case's op modules.
 
@@ -183,7 +189,9 @@ def fast_backends(op_modules: Sequence[Any], device: torch.device) -> Tuple[List
 
     listed: List[str] = []
     for mod in op_modules:
-        for name in getattr(mod, "FAST_BACKENDS", {}).get(device.type, ()):
+        if not isinstance(getattr(mod, "FAST_BACKENDS", None), dict):
+            raise TypeError(f"{mod!r} is not an op module with a FAST_BACKENDS dict")
+        for name in mod.FAST_BACKENDS.get(device.type, ()):
             name = gf_backend.normalize_impl(name)
             if name not in listed and name != "ref":
                 listed.append(name)

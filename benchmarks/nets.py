@@ -19,19 +19,21 @@ import torch
 import torch.nn.functional as F
 
 from gan_fast import ops
-from gan_fast.ops import bias_act as _bias_act_mod
-from gan_fast.ops import gradient_norm_penalty as _gnp_mod
-from gan_fast.ops import modulated_conv2d as _modconv_mod
-from gan_fast.ops import upfirdn2d as _upfirdn2d_mod
+from .harness import op_module
+
+_bias_act_mod = op_module("bias_act")
+_gnp_mod = op_module("gradient_norm_penalty")
+_modconv_mod = op_module("modulated_conv2d")
+_upfirdn2d_mod = op_module("upfirdn2d")
 
 D_OPS = (_bias_act_mod, _upfirdn2d_mod, _gnp_mod)
 G_OPS = (_modconv_mod, _bias_act_mod, _upfirdn2d_mod)
 FIR = [1, 3, 3, 1]
 
 
-def impl_for(op_module, impl: str, device: torch.device) -> str:
+def impl_for(op_mod, impl: str, device: torch.device) -> str:
     """``impl`` when the op has that backend for the device, else ``ref`` (as GAN_FAST_IMPL behaves)."""
-    if impl == "ref" or impl not in getattr(op_module, "FAST_BACKENDS", {}).get(device.type, ()):
+    if impl == "ref" or impl not in op_mod.FAST_BACKENDS.get(device.type, ()):
         return "ref"
     return impl
 
