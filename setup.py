@@ -58,7 +58,8 @@ def _extension_build():
     with_cuda = with_cuda and os.environ.get("GAN_FAST_BUILD_CUDA", "1") != "0"
     defines = [f"-DGAN_FAST_SOURCE_HASH={_source_hash()}"] + (["-DGAN_FAST_WITH_CUDA"] if with_cuda else [])
     openmp = [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
-    extra = {"cxx": ["-O3"] + openmp + defines}
+    # As gan_fast/extension.py's CXX_FLAGS (-fno-trapping-math: the selects vectorise).
+    extra = {"cxx": ["-O3", "-fno-trapping-math", "-fno-math-errno"] + openmp + defines}
     if with_cuda:
         extra["nvcc"] = ["-O3", "--use_fast_math"] + defines
         ext_cls = cpp_extension.CUDAExtension

@@ -33,7 +33,7 @@ __global__ void __launch_bounds__(kThreads)
     if (b != nullptr) v += static_cast<acc_t>(b[(i / stride_c) % C]);
     const acc_t gi = M != kForward ? static_cast<acc_t>(g[i]) : acc_t(0);
     const acc_t ggi = M == kGrad2 ? static_cast<acc_t>(gg[i]) : acc_t(0);
-    out[i] = static_cast<scalar_t>(bias_act_element<A, M, acc_t>(v, gi, ggi, alpha, gain, clamp));
+    out[i] = static_cast<scalar_t>(bias_act_element<A, M, kClampRuntime, acc_t>(v, gi, ggi, alpha, gain, clamp));
   }
 }
 

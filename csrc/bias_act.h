@@ -18,6 +18,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 
 namespace gan_fast {
 
@@ -38,6 +39,69 @@ constexpr double kSeluAlpha = 1.6732632423543772848170429916717;
 constexpr double kSeluScale = 1.0507009873554804934193349852946;
 constexpr double kSoftplusThreshold = 20.0;
 
+// Elementary functions. CUDA device code and double use the standard ones
+// (exact to the last bit or two). Float on the CPU uses branch-free versions
+// that the compiler vectorises (Cephes-style range reduction and polynomials,
+// about 2 ulp); they are used only where their one liberty is harmless: exp
+// saturates at exp(88) ~ 1.7e38 above x = 88 and at ~1e-38 below x = -87.3.
+namespace fm {
+
+#if !defined(__CUDA_ARCH__)
+inline float exp_sat(float x) {
+  // Selects that keep NaN (a NaN then flows through the arithmetic to the result).
+  const float xc0 = x < -87.33f ? -87.33f : x;
+  const float xc = xc0 > 88.0f ? 88.0f : xc0;
+  const float t = xc * 1.44269504088896341f;
+  const int n = static_cast<int>(t + (t >= 0.0f ? 0.5f : -0.5f));
+  const float fn = static_cast<float>(n);
+  const float r = (xc - fn * 0.693359375f) - fn * -2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  const float y = p * (r * r) + r + 1.0f;
+  const int bits = (n + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return y * scale;
+}
+
+inline float expm1_sat(float x) {
+  // |x| < 0.5: Taylor series to x^8 / 8! (relative error < 1e-8); else exp(x) - 1.
+  const float p =
+      x * (1.0f + x * (0.5f + x * (1.0f / 6 + x * (1.0f / 24 + x * (1.0f / 120 + x * (1.0f / 720 +
+      x * (1.0f / 5040 + x * (1.0f / 40320))))))));
+  const float e = exp_sat(x) - 1.0f;
+  return std::fabs(x) < 0.5f ? p : e;  // NaN: e is NaN
+}
+
+inline float tanh_sat(float x) {
+  const float a = std::fabs(x);
+  const float big = 1.0f - 2.0f / (exp_sat(2.0f * a) + 1.0f);
+  const float z = x * x;
+  const float small =
+      x + x * z * ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
+                    1.33314422036e-1f) * z - 3.33332819422e-1f);
+  const float signed_big = std::copysign(big, x);
+  return a > 0.625f ? signed_big : small;  // NaN: small is NaN
+}
+
+inline float exp(float x) { return exp_sat(x); }
+inline float expm1(float x) { return expm1_sat(x); }
+inline float tanh(float x) { return tanh_sat(x); }
+#else
+__device__ inline float exp(float x) { return ::expf(x); }
+__device__ inline float expm1(float x) { return ::expm1f(x); }
+__device__ inline float tanh(float x) { return ::tanhf(x); }
+#endif
+C10_HOST_DEVICE inline double exp(double x) { return ::exp(x); }
+C10_HOST_DEVICE inline double expm1(double x) { return ::expm1(x); }
+C10_HOST_DEVICE inline double tanh(double x) { return ::tanh(x); }
+
+}  // namespace fm
+
 template <int A, typename T>
 struct Act;
 
@@ -50,8 +114,9 @@ struct Act<kLinear, T> {
 
 template <typename T>
 struct Act<kRelu, T> {
-  static C10_HOST_DEVICE inline T f(T v, T) { return v > T(0) ? v : T(0); }
-  static C10_HOST_DEVICE inline T d1(T v, T) { return v > T(0) ? T(1) : T(0); }
+  // As torch.relu and its backward (threshold_backward on the result): NaN passes through.
+  static C10_HOST_DEVICE inline T f(T v, T) { return v < T(0) ? T(0) : v; }
+  static C10_HOST_DEVICE inline T d1(T v, T) { return v <= T(0) ? T(0) : T(1); }
   static C10_HOST_DEVICE inline T d2(T, T) { return T(0); }
 };
 
@@ -64,20 +129,20 @@ struct Act<kLrelu, T> {
 
 template <typename T>
 struct Act<kTanh, T> {
-  static C10_HOST_DEVICE inline T f(T v, T) { return std::tanh(v); }
+  static C10_HOST_DEVICE inline T f(T v, T) { return fm::tanh(v); }
   static C10_HOST_DEVICE inline T d1(T v, T) {
-    T t = std::tanh(v);
+    T t = fm::tanh(v);
     return T(1) - t * t;
   }
   static C10_HOST_DEVICE inline T d2(T v, T) {
-    T t = std::tanh(v);
+    T t = fm::tanh(v);
     return T(-2) * t * (T(1) - t * t);
   }
 };
 
 template <typename T>
 C10_HOST_DEVICE inline T sigmoid(T v) {
-  return T(1) / (T(1) + std::exp(-v));
+  return T(1) / (T(1) + fm::exp(-v));
 }
 
 template <typename T>
@@ -95,38 +160,36 @@ struct Act<kSigmoid, T> {
 
 template <typename T>
 struct Act<kElu, T> {
-  static C10_HOST_DEVICE inline T f(T v, T a) { return v > T(0) ? v : std::expm1(v) * a; }
-  static C10_HOST_DEVICE inline T d1(T v, T a) { return v > T(0) ? T(1) : a * std::exp(v); }
-  static C10_HOST_DEVICE inline T d2(T v, T a) { return v > T(0) ? T(0) : a * std::exp(v); }
+  static C10_HOST_DEVICE inline T f(T v, T a) { return v > T(0) ? v : fm::expm1(v) * a; }
+  static C10_HOST_DEVICE inline T d1(T v, T a) { return v > T(0) ? T(1) : a * fm::exp(v); }
+  static C10_HOST_DEVICE inline T d2(T v, T a) { return v > T(0) ? T(0) : a * fm::exp(v); }
 };
 
 template <typename T>
 struct Act<kSelu, T> {
   static C10_HOST_DEVICE inline T f(T v, T) {
-    return v > T(0) ? v * T(kSeluScale) : std::expm1(v) * T(kSeluAlpha * kSeluScale);
+    return v > T(0) ? v * T(kSeluScale) : fm::expm1(v) * T(kSeluAlpha * kSeluScale);
   }
   static C10_HOST_DEVICE inline T d1(T v, T) {
-    return v > T(0) ? T(kSeluScale) : T(kSeluAlpha * kSeluScale) * std::exp(v);
+    return v > T(0) ? T(kSeluScale) : T(kSeluAlpha * kSeluScale) * fm::exp(v);
   }
   static C10_HOST_DEVICE inline T d2(T v, T) {
-    return v > T(0) ? T(0) : T(kSeluAlpha * kSeluScale) * std::exp(v);
+    return v > T(0) ? T(0) : T(kSeluAlpha * kSeluScale) * fm::exp(v);
   }
 };
 
 template <typename T>
 struct Act<kSoftplus, T> {
   static C10_HOST_DEVICE inline T f(T v, T) {
-    return v > T(kSoftplusThreshold) ? v : std::log1p(std::exp(v));
+    return v > T(kSoftplusThreshold) ? v : std::log1p(fm::exp(v));
   }
   static C10_HOST_DEVICE inline T d1(T v, T) {
-    if (v > T(kSoftplusThreshold)) return T(1);
-    T z = std::exp(v);
-    return z / (z + T(1));
+    const T z = fm::exp(v);
+    return v > T(kSoftplusThreshold) ? T(1) : z / (z + T(1));
   }
   static C10_HOST_DEVICE inline T d2(T v, T) {
-    if (v > T(kSoftplusThreshold)) return T(0);
-    T z = std::exp(v);
-    return z / ((z + T(1)) * (z + T(1)));
+    const T z = fm::exp(v);
+    return v > T(kSoftplusThreshold) ? T(0) : z / ((z + T(1)) * (z + T(1)));
   }
 };
 
@@ -143,35 +206,37 @@ struct Act<kSwish, T> {
   }
 };
 
-// The gradient mask of torch.clamp(pre, -c, c): passes where -c <= pre <= c (NaN: blocked).
-template <typename T>
-C10_HOST_DEVICE inline bool clamp_pass(T pre, T c) {
-  return c < T(0) || (pre >= -c && pre <= c);
-}
-
+// torch.clamp(y, -c, c) for c >= 0: NaN stays NaN.
 template <typename T>
 C10_HOST_DEVICE inline T clamp_value(T y, T c) {
-  if (c < T(0)) return y;
-  return y < -c ? -c : (y > c ? c : y);  // NaN stays NaN, as in torch.clamp
+  const T lo = y < -c ? -c : y;
+  return lo > c ? c : lo;
 }
 
 // Modes of the elementwise kernels.
 enum Mode : int { kForward = 0, kGrad = 1, kGrad2 = 2 };
 
+// How the clamp is handled: fixed at compile time (the CPU loops, which then
+// have no branches and vectorise), or tested per element (the CUDA kernels,
+// where the test is uniform across a warp).
+enum ClampMode : int { kNoClamp = 0, kClamp = 1, kClampRuntime = 2 };
+
 // One element: v = x + b; returns y (kForward), dx (kGrad) or d_x (kGrad2).
-// `g` is dy for kGrad/kGrad2, `gg` is ddx for kGrad2.
-template <int A, int M, typename T>
+// `g` is dy for kGrad/kGrad2, `gg` is ddx for kGrad2. Written as selects, not
+// early returns, so that loops over it vectorise.
+template <int A, int M, int CM, typename T>
 C10_HOST_DEVICE inline T bias_act_element(T v, T g, T gg, T alpha, T gain, T clamp) {
+  const bool has_clamp = CM == kClamp || (CM == kClampRuntime && clamp >= T(0));
   if (M == kForward) {
-    return clamp_value(Act<A, T>::f(v, alpha) * gain, clamp);
+    const T y = Act<A, T>::f(v, alpha) * gain;
+    if (CM == kNoClamp) return y;
+    return has_clamp ? clamp_value(y, clamp) : y;
   }
-  if (clamp >= T(0) && !clamp_pass(Act<A, T>::f(v, alpha) * gain, clamp)) {
-    return T(0);
-  }
-  if (M == kGrad) {
-    return g * gain * Act<A, T>::d1(v, alpha);
-  }
-  return gg * g * gain * Act<A, T>::d2(v, alpha);
+  const T d = M == kGrad ? g * gain * Act<A, T>::d1(v, alpha) : gg * g * gain * Act<A, T>::d2(v, alpha);
+  if (CM == kNoClamp) return d;
+  const T pre = Act<A, T>::f(v, alpha) * gain;
+  const bool pass = (pre >= -clamp) & (pre <= clamp);  // torch.clamp's gradient mask (NaN: blocked)
+  return (pass | !has_clamp) ? d : T(0);
 }
 
 // Calls F::template run<A>() for the runtime activation code.

@@ -9,7 +9,7 @@ library is loaded. :func:`status` finds one, once per process, in this order:
    edited checkout is skipped, never loaded).
 2. **JIT**: ``torch.utils.cpp_extension.load`` with ninja compiles the sources
    (``csrc/`` of a checkout, or ``gan_fast/csrc`` inside a wheel) into
-   ``<cache>/ext/<source hash>-torch<version>-py<version>-<cpu|cudaX.Y>/``, so
+   ``<cache>/ext/<source hash>-f<flags hash>-torch<version>-py<version>-<cpu|cudaX.Y>/``, so
    a later process just loads the library. A per-build ``flock`` makes
    concurrent processes wait for one build instead of racing; the kernel
    releases it when its holder dies, so a crashed build never leaves a stale
@@ -54,6 +54,11 @@ __all__ = ["status", "has_cuda", "info", "source_dir", "source_files", "source_h
 
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 JIT_NAME = "gan_fast_C"
+# -fno-trapping-math lets the compiler turn the activations' selects into vector
+# blends (results are unchanged: PyTorch never unmasks floating-point traps).
+# Keep in sync with setup.py.
+CXX_FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno"]
+NVCC_FLAGS = ["-O3", "--use_fast_math"]
 _OK_MARKER = "gan_fast_build_ok"
 _HASH_RE = re.compile(rb"gan_fast_source_hash=(h[0-9a-f]{16}|unknown);cuda=[01]\x00")
 _FIX = ("install a C++ compiler (g++ or clang++; CXX selects it) and ninja (pip install ninja), then restart "
@@ -248,11 +253,17 @@ def _load_jit(src: Path, files: List[Path], digest: str) -> Tuple[bool, str]:
 
 
 def _build_key(digest: str, with_cuda: bool) -> str:
+    """The JIT build directory's name: sources, build flags, torch, Python and CPU/CUDA flavour."""
     import torch
 
     flavour = f"cuda{torch.version.cuda}" if with_cuda else "cpu"
-    key = f"{digest}-torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{flavour}"
+    flags = hashlib.sha256(repr((CXX_FLAGS, NVCC_FLAGS, _openmp_flags())).encode()).hexdigest()[:6]
+    key = f"{digest}-f{flags}-torch{torch.__version__}-py{sys.version_info[0]}{sys.version_info[1]}-{flavour}"
     return re.sub(r"[^A-Za-z0-9_.-]", "_", key)
+
+
+def _openmp_flags() -> List[str]:
+    return [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
 
 
 def _build_and_load(src: Path, files: List[Path], digest: str, with_cuda: bool) -> Tuple[bool, str]:
@@ -308,7 +319,7 @@ def _compile(src: Path, files: List[Path], digest: str, with_cuda: bool, build_d
     with _quiet_torch_logs():
         from torch.utils import cpp_extension
     defines = [f"-DGAN_FAST_SOURCE_HASH={digest}"] + (["-DGAN_FAST_WITH_CUDA"] if with_cuda else [])
-    openmp = [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
+    openmp = _openmp_flags()
     sources = [str(p) for p in files if p.suffix == ".cpp" or (with_cuda and p.suffix == ".cu")]
     verbose = os.environ.get("GAN_FAST_BUILD_VERBOSE", "0").strip() not in ("", "0")
     with warnings.catch_warnings():
@@ -316,8 +327,8 @@ def _compile(src: Path, files: List[Path], digest: str, with_cuda: bool, build_d
         return cpp_extension.load(
             name=JIT_NAME,
             sources=sources,
-            extra_cflags=["-O3"] + openmp + defines,
-            extra_cuda_cflags=["-O3", "--use_fast_math"] + defines,
+            extra_cflags=CXX_FLAGS + openmp + defines,
+            extra_cuda_cflags=NVCC_FLAGS + defines,
             extra_ldflags=openmp,
             extra_include_paths=[str(src)],
             build_directory=str(build_dir),
