@@ -160,21 +160,22 @@ struct Act<kSigmoid, T> {
 
 template <typename T>
 struct Act<kElu, T> {
-  static C10_HOST_DEVICE inline T f(T v, T a) { return v > T(0) ? v : fm::expm1(v) * a; }
-  static C10_HOST_DEVICE inline T d1(T v, T a) { return v > T(0) ? T(1) : a * fm::exp(v); }
-  static C10_HOST_DEVICE inline T d2(T v, T a) { return v > T(0) ? T(0) : a * fm::exp(v); }
+  // Conditions written as PyTorch's elu kernels write them (v <= 0), so NaN takes the same branch.
+  static C10_HOST_DEVICE inline T f(T v, T a) { return v <= T(0) ? fm::expm1(v) * a : v; }
+  static C10_HOST_DEVICE inline T d1(T v, T a) { return v <= T(0) ? a * fm::exp(v) : T(1); }
+  static C10_HOST_DEVICE inline T d2(T v, T a) { return v <= T(0) ? a * fm::exp(v) : T(0); }
 };
 
 template <typename T>
 struct Act<kSelu, T> {
   static C10_HOST_DEVICE inline T f(T v, T) {
-    return v > T(0) ? v * T(kSeluScale) : fm::expm1(v) * T(kSeluAlpha * kSeluScale);
+    return v <= T(0) ? fm::expm1(v) * T(kSeluAlpha * kSeluScale) : v * T(kSeluScale);
   }
   static C10_HOST_DEVICE inline T d1(T v, T) {
-    return v > T(0) ? T(kSeluScale) : T(kSeluAlpha * kSeluScale) * fm::exp(v);
+    return v <= T(0) ? T(kSeluAlpha * kSeluScale) * fm::exp(v) : T(kSeluScale);
   }
   static C10_HOST_DEVICE inline T d2(T v, T) {
-    return v > T(0) ? T(0) : T(kSeluAlpha * kSeluScale) * fm::exp(v);
+    return v <= T(0) ? T(kSeluAlpha * kSeluScale) * fm::exp(v) : T(0);
   }
 };
 

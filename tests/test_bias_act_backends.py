@@ -96,6 +96,20 @@ def test_shapes_without_bias_and_with(impl, shape, dim, device):
 
 
 @pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("act", ACTS)
+def test_nan_and_large_inputs(impl, act, device):
+    """NaN propagates as in the reference (forward and gradient); saturated regions stay exact."""
+    x = torch.tensor([[float("nan"), -100.0, -30.0, -0.3, 0.0, 0.2, 30.0, 100.0]], device=device)
+    x = x.requires_grad_(True)
+    dy = torch.ones_like(x)
+    got = ops.bias_act(x, None, dim=1, act=act, impl=impl)
+    want = ops.bias_act(x, None, dim=1, act=act, impl="ref")
+    torch.testing.assert_close(got, want, equal_nan=True, **TOL32)
+    torch.testing.assert_close(torch.autograd.grad(got, x, dy)[0], torch.autograd.grad(want, x, dy)[0],
+                               equal_nan=True, **TOL32)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
 def test_alpha_gain_and_bias_only_grad(impl, device):
     g = torch.Generator(device=device).manual_seed(4)
     x = torch.randn(4, 6, 5, generator=g, device=device) * 3

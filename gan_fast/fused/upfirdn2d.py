@@ -26,6 +26,7 @@ df is exact; the resampling filters of StyleGAN-style models are buffers.
 from __future__ import annotations
 
 import importlib
+import inspect
 from typing import Callable, Dict, Sequence
 
 import torch
@@ -94,33 +95,39 @@ def kernel(impl: str) -> Callable[..., torch.Tensor]:
 
 
 class _UpFirDn2d(torch.autograd.Function):
+    """p = (impl, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain), packed in one argument
+    because Function.apply binds its arguments to forward's signature on every call."""
+
     generate_vmap_rule = True
 
     @staticmethod
-    def forward(x, f, impl, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain):
+    def forward(x, f, p):
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()  # e.g. an expanded incoming gradient
-        return _kernels[impl](x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain)
+        return _kernels[p[0]](x, f, *p[1:])
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, f, impl, *params = inputs
+        x, f, p = inputs
         ctx.save_for_backward(f)
-        ctx.impl, ctx.params, ctx.in_hw = impl, tuple(params), (x.shape[2], x.shape[3])
+        ctx.p, ctx.in_hw = p, (x.shape[2], x.shape[3])
 
     @staticmethod
     def backward(ctx, dy):
         if not ctx.needs_input_grad[0]:
-            return (None,) * 13
+            return None, None, None
         (f,) = ctx.saved_tensors
-        upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain = ctx.params
+        impl, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain = ctx.p
         ih, iw = ctx.in_hw
         oh, ow = dy.shape[2], dy.shape[3]
         fh, fw = _filter_hw(f)
         pad = (fw - px0 - 1, iw * upx - ow * downx + px0 - upx + 1,
                fh - py0 - 1, ih * upy - oh * downy + py0 - upy + 1)
-        dx = _UpFirDn2d.apply(dy, f, ctx.impl, downx, downy, upx, upy, *pad, not flip_filter, gain)
-        return (dx,) + (None,) * 12
+        dx = _UpFirDn2d.apply(dy, f, (impl, downx, downy, upx, upy) + pad + (not flip_filter, gain))
+        return dx, None, None
+
+
+_UpFirDn2d.forward.__signature__ = inspect.signature(_UpFirDn2d.forward)  # see the class docstring
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Sequence[int], down: Sequence[int], padding: Sequence[int],
@@ -136,5 +143,4 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Sequence[int], down: Sequenc
     upx, upy = (int(v) for v in up)
     downx, downy = (int(v) for v in down)
     px0, px1, py0, py1 = (int(v) for v in padding)
-    return _UpFirDn2d.apply(x, f.to(x.device), impl, upx, upy, downx, downy, px0, px1, py0, py1, bool(flip_filter),
-                            float(gain))
+    return _UpFirDn2d.apply(x, f, (impl, upx, upy, downx, downy, px0, px1, py0, py1, bool(flip_filter), float(gain)))
