@@ -10,7 +10,7 @@ from .. import activations, backend, checks
 from ..reference import bias_act as reference
 
 # Fast backends by device type, in order of preference (filled as kernels land).
-FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("cpp",), "cpu": ("cpp",)}
+FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton", "cpp"), "cpu": ("cpp",)}
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, act: str = "linear",

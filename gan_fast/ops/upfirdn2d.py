@@ -10,7 +10,7 @@ import torch
 from .. import backend, checks
 from ..reference import upfirdn2d as reference
 
-FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("cpp",), "cpu": ("cpp",)}
+FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton", "cpp"), "cpu": ("cpp",)}
 
 
 def setup_filter(f, device=torch.device("cpu"), normalize: bool = True, flip_filter: bool = False,
