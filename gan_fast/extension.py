@@ -121,7 +121,12 @@ def status() -> Tuple[bool, str]:
         return state
     with _lock:
         if _state is None:
-            _set_state(_load())
+            try:
+                result = _load()
+            except Exception as exc:  # never let a loader bug break the ops: they fall back to ref
+                result = (False, f"loading the gan_fast C++ extension failed unexpectedly ({exc!r}); "
+                                 "set GAN_FAST_EXT=0 to skip it, and please report this")
+            _set_state(result)
         return _state  # type: ignore[return-value]
 
 
