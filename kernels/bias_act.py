@@ -127,10 +127,9 @@ def _act(z, alpha, ACT: tl.constexpr, F64: tl.constexpr):
     zero = tl.zeros(z.shape, z.dtype)
     if ACT == 0:  # linear
         y, d1, d2 = z, one, zero
-    elif ACT == 1:  # relu
-        pos = z > 0
-        y = tl.where(pos, z, zero)
-        d1 = tl.where(pos, one, zero)
+    elif ACT == 1:  # relu (NaN stays NaN, as torch.relu)
+        y = tl.where(z <= 0, zero, z)
+        d1 = tl.where(z <= 0, zero, one)
         d2 = zero
     elif ACT == 2:  # lrelu
         pos = z > 0
@@ -145,19 +144,19 @@ def _act(z, alpha, ACT: tl.constexpr, F64: tl.constexpr):
         y = _sigmoid(z)
         d1 = y * (1.0 - y)
         d2 = d1 * (1.0 - 2.0 * y)
-    elif ACT == 5:  # elu
-        pos = z > 0
-        zn = tl.where(pos, zero, z)
+    elif ACT == 5:  # elu; branch on z <= 0 so NaN takes the identity branch's gradient, as PyTorch
+        neg = z <= 0
+        zn = tl.where(neg, z, zero)
         e = tl.exp(zn) * alpha
-        y = tl.where(pos, z, _expm1(zn, F64) * alpha)
-        d1 = tl.where(pos, one, e)
+        y = tl.where(neg, _expm1(zn, F64) * alpha, z)
+        d1 = tl.where(neg, e, one)
         d2 = tl.where(z < 0, e, zero)  # autograd: elu'' uses z < 0, elu' uses z <= 0
-    elif ACT == 6:  # selu
-        pos = z > 0
-        zn = tl.where(pos, zero, z)
+    elif ACT == 6:  # selu (NaN handling as elu)
+        neg = z <= 0
+        zn = tl.where(neg, z, zero)
         e = tl.exp(zn) * (_SELU_ALPHA * _SELU_SCALE)
-        y = tl.where(pos, z * _SELU_SCALE, _expm1(zn, F64) * (_SELU_ALPHA * _SELU_SCALE))
-        d1 = tl.where(pos, one * _SELU_SCALE, e)
+        y = tl.where(neg, _expm1(zn, F64) * (_SELU_ALPHA * _SELU_SCALE), z * _SELU_SCALE)
+        d1 = tl.where(neg, e, one * _SELU_SCALE)
         d2 = tl.where(z < 0, e, zero)
     elif ACT == 7:  # softplus (beta 1, threshold 20, as F.softplus)
         lin = z > _SOFTPLUS_THRESHOLD

@@ -99,9 +99,6 @@ def test_shapes_without_bias_and_with(impl, shape, dim, device):
 @pytest.mark.parametrize("act", ACTS)
 def test_nan_and_large_inputs(impl, act, device):
     """NaN propagates as in the reference (forward and gradient); saturated regions stay exact."""
-    if impl == "triton" and act in ("relu", "elu", "selu"):
-        pytest.xfail("kernels/bias_act.py: relu(NaN) gives 0 and elu/selu's gradient at NaN is NaN "
-                     "(PyTorch: NaN and dy); reported to the Triton kernels' owner")
     x = torch.tensor([[float("nan"), -100.0, -30.0, -0.3, 0.0, 0.2, 30.0, 100.0]], device=device)
     x = x.requires_grad_(True)
     dy = torch.ones_like(x)
