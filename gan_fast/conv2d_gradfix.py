@@ -80,11 +80,22 @@ def _use_plain() -> bool:
     return torch.compiler.is_compiling() or not torch.is_grad_enabled()
 
 
+def _autocast(input, weight, bias):
+    """Applies autocast's convolution policy (run in the autocast dtype) before the Function,
+    since autocast does not look inside ``aten.convolution`` called from it."""
+    device_type = input.device.type
+    if not torch.is_autocast_enabled(device_type):
+        return input, weight, bias
+    dtype = torch.get_autocast_dtype(device_type)
+    return input.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
+
+
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> torch.Tensor:
     """``F.conv2d`` (integer padding only) that honours :func:`no_weight_gradients`."""
     if _use_plain():
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
+    input, weight, bias = _autocast(input, weight, bias)
     return _Convolution.apply(input, weight, bias, list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)),
                               False, [0, 0], groups)
 
@@ -94,5 +105,6 @@ def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[t
     """``F.conv_transpose2d`` that honours :func:`no_weight_gradients`."""
     if _use_plain():
         return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
+    input, weight, bias = _autocast(input, weight, bias)
     return _Convolution.apply(input, weight, bias, list(_pair(stride)), list(_pair(padding)), list(_pair(dilation)),
                               True, list(_pair(output_padding)), groups)

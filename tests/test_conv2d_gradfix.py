@@ -62,3 +62,14 @@ def test_r1_step_inside_context_gives_exact_weight_gradients():
     ours, plain = penalty(ops.conv2d), penalty(F.conv2d)
     for a, e in zip(ours, plain):
         torch.testing.assert_close(a, e)
+
+
+def test_autocast_runs_in_the_autocast_dtype_like_f_conv2d():
+    x, w, b = (t.detach().float().requires_grad_() for t in _data())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ops.conv2d(x, w, b, padding=1)
+        want = F.conv2d(x, w, b, padding=1)
+    assert got.dtype == want.dtype == torch.bfloat16
+    torch.testing.assert_close(got, want)
+    gx = torch.autograd.grad(got.float().sum(), x)[0]
+    assert gx.dtype == torch.float32 and torch.isfinite(gx).all()
