@@ -65,6 +65,15 @@ def test_separable_equals_outer_product():
     torch.testing.assert_close(y1, y2)
 
 
+def test_separable_filter_with_negative_gain():
+    x = torch.randn(1, 2, 6, 7, dtype=torch.float64)
+    f1 = torch.tensor([1.0, -2.0, 4.0], dtype=torch.float64)
+    got = ops.upfirdn2d(x, f1, padding=1, gain=-2.5, impl="ref")
+    torch.testing.assert_close(got, naive_upfirdn2d(x, f1, (1, 1), (1, 1), (1, 1, 1, 1), False, -2.5))
+    with pytest.raises(ValueError, match="gain must be >= 0 for a separable filter"):
+        ops.setup_filter([1, 2, 3, 4, 5, 6, 7, 8], gain=-1)
+
+
 def test_padding_forms_are_equivalent():
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64)
     f = torch.ones(3, 3, dtype=torch.float64)

@@ -46,10 +46,7 @@ def _close(y, want, dtype=torch.float32):
 
 
 def _check(x, f, up, down, pad, flip, gain, dtype=torch.float32):
-    try:
-        want = ref_upfirdn2d(x.double(), f.double(), up, down, pad, flip, gain)
-    except RuntimeError:
-        pytest.skip("no output for this filter/padding")
+    want = ref_upfirdn2d(x.double(), f.double(), up, down, pad, flip, gain)
     y = K.upfirdn2d_fwd(x.to(dtype), f, *up, *down, *pad, flip, gain)
     assert y.shape == want.shape
     assert y.dtype == dtype

@@ -47,6 +47,8 @@ def setup_filter(f, device=torch.device("cpu"), normalize: bool = True, flip_fil
         f = f / f.sum()
     if flip_filter:
         f = f.flip(list(range(f.ndim)))
+    if f.ndim == 1 and gain < 0:
+        raise ValueError(f"gain must be >= 0 for a separable filter (its square root scales each axis), got {gain}")
     f = f * (gain ** (f.ndim / 2))
     return f.to(device=device)
 

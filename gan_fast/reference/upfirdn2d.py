@@ -37,13 +37,12 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple
     x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
 
     f = f.to(x.dtype)
-    f = f * (gain ** (f.ndim / 2))
     if not flip_filter:  # conv2d correlates; a true convolution flips the filter
         f = f.flip(list(range(f.ndim)))
     if f.ndim == 2:
-        x = F.conv2d(x, f[None, None].repeat(c, 1, 1, 1), groups=c)
-    else:
-        x = F.conv2d(x, f[None, None, None, :].repeat(c, 1, 1, 1), groups=c)
+        x = F.conv2d(x, (f * gain)[None, None].repeat(c, 1, 1, 1), groups=c)
+    else:  # separable: the whole gain on the first pass (a negative gain has no real square root)
+        x = F.conv2d(x, (f * gain)[None, None, None, :].repeat(c, 1, 1, 1), groups=c)
         x = F.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), groups=c)
 
     if downx > 1 or downy > 1:
