@@ -4,7 +4,8 @@ Every public op takes ``impl=None|'ref'|'triton'|'cpp'`` (``'cuda'`` is an
 alias of ``'cpp'`` so StyleGAN2-ADA call sites keep working).
 
 * ``None`` (automatic): the first *available* fast backend the op supports for
-  the tensors' device, else ``ref``. Triton is never chosen automatically for
+  the tensors' device that passes its one-time self-test (:mod:`gan_fast.self_test`),
+  else ``ref``. Triton is never chosen automatically for
   CPU tensors (its interpreter is a test mode, not a fast path). When a fast
   backend that would have been chosen is missing or failed to build, the op
   falls back to ``ref`` and one warning (per backend) says why.
@@ -23,6 +24,8 @@ import warnings
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
+
+from . import self_test
 
 __all__ = [
     "IMPLS",
@@ -183,10 +186,15 @@ def _resolve(op: str, impl: Optional[str], device_type: str, fast_items) -> str:
         if backend == "triton" and device.type != "cuda":
             continue  # the interpreter is never an automatic choice
         ok, why = _device_status(backend, device)
+        if not ok:
+            _warn_once(f"{backend}:{device.type}", f"gan_fast: the {backend} backend is unavailable ({why}); "
+                       f"using the reference implementation for {device.type} tensors")
+            continue
+        ok, why = self_test.passed(op, backend, device)
         if ok:
             return backend
-        _warn_once(f"{backend}:{device.type}", f"gan_fast: the {backend} backend is unavailable ({why}); "
-                   f"using the reference implementation for {device.type} tensors")
+        _warn_once(f"{backend}:{device.type}:{op}", f"gan_fast: {op}'s {backend} backend cannot be used on "
+                   f"{device.type} ({why}); using the reference implementation there")
     return "ref"
 
 

@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from .. import activations, backend, checks
+from .. import activations, backend, checks, self_test
 from ..reference import bias_act as reference
 
 # Fast backends by device type, in order of preference (filled as kernels land).
@@ -59,3 +59,13 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     from ..fused import bias_act as fused  # noqa: PLC0415 - fast paths load lazily
 
     return fused.bias_act(x, b, dim, spec.code, alpha, gain, clamp, impl)
+
+
+def _self_test_case(device, gen):
+    x = torch.randn(2, 5, 3, 4, generator=gen, device=device).requires_grad_()
+    b = torch.randn(5, generator=gen, device=device).requires_grad_()
+    return (lambda impl: (bias_act(x, b, act="lrelu", clamp=1.0, impl=impl), bias_act(x, b, act="swish", impl=impl)),
+            [x, b])
+
+
+self_test.register("bias_act", _self_test_case)

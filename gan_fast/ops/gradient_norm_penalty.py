@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from .. import backend, checks
+from .. import backend, checks, self_test
 from ..reference import gradient_norm_penalty as reference
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
@@ -42,3 +42,12 @@ def gradient_norm_penalty(grads: torch.Tensor, center: float = 0.0, one_sided: b
     from ..fused import gradient_norm_penalty as fused  # noqa: PLC0415
 
     return fused.gradient_norm_penalty(grads, center, bool(one_sided), reduction, impl)
+
+
+def _self_test_case(device, gen):
+    g = (torch.randn(3, 4, 5, generator=gen, device=device) * 0.3).requires_grad_()
+    return (lambda impl: (gradient_norm_penalty(g, center=1.0, one_sided=True, reduction="none", impl=impl),
+                          gradient_norm_penalty(g, impl=impl)), [g])
+
+
+self_test.register("gradient_norm_penalty", _self_test_case)

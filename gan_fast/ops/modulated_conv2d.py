@@ -6,9 +6,9 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from .. import backend, checks
+from .. import backend, checks, self_test
 from ..reference import modulated_conv2d as reference
-from .upfirdn2d import filter_size
+from .upfirdn2d import filter_size, setup_filter
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
 
@@ -89,3 +89,15 @@ def _check_output_size(x, weight, f, up, down, pad):
     if min(sizes) < 1:
         raise ValueError(f"modulated_conv2d: kernel {kh}x{kw} with padding {pad}, up {up}, down {down} leaves no "
                          f"output for x of shape {tuple(x.shape)}")
+
+
+def _self_test_case(device, gen):
+    x = torch.randn(2, 3, 6, 6, generator=gen, device=device).requires_grad_()
+    w = torch.randn(4, 3, 3, 3, generator=gen, device=device).requires_grad_()
+    s = (torch.rand(2, 3, generator=gen, device=device) + 0.5).requires_grad_()
+    f = setup_filter([1, 3, 3, 1], device=device)
+    return (lambda impl: tuple(modulated_conv2d(x, w, s, up=2, padding=1, resample_filter=f, fused_modconv=fused,
+                                                impl=impl) for fused in (True, False)), [x, w, s])
+
+
+self_test.register("modulated_conv2d", _self_test_case)

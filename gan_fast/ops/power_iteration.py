@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .. import backend, checks
+from .. import backend, checks, self_test
 from ..reference import power_iteration as reference
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
@@ -51,3 +51,13 @@ def power_iteration(weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, 
     from ..fused import power_iteration as fused  # noqa: PLC0415
 
     return fused.power_iteration(weight_mat, u, v, n_iterations, eps, impl)
+
+
+def _self_test_case(device, gen):
+    w = torch.randn(5, 7, generator=gen, device=device).requires_grad_()
+    u = torch.nn.functional.normalize(torch.randn(5, generator=gen, device=device), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(7, generator=gen, device=device), dim=0)
+    return lambda impl: power_iteration(w, u, v, 2, impl=impl), [w]
+
+
+self_test.register("power_iteration", _self_test_case)

@@ -6,7 +6,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .. import backend, checks
+from .. import backend, checks, self_test
 from ..reference import spectral_normalize as reference
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
@@ -55,3 +55,13 @@ def spectral_normalize(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, d
     from ..fused import spectral_normalize as fused  # noqa: PLC0415
 
     return fused.spectral_normalize(weight, u, v, dim, n_iterations, eps, impl)
+
+
+def _self_test_case(device, gen):
+    w = torch.randn(4, 3, 3, generator=gen, device=device).requires_grad_()
+    u = torch.nn.functional.normalize(torch.randn(4, generator=gen, device=device), dim=0)
+    v = torch.nn.functional.normalize(torch.randn(9, generator=gen, device=device), dim=0)
+    return lambda impl: spectral_normalize(w, u, v, 0, 1, impl=impl), [w]
+
+
+self_test.register("spectral_normalize", _self_test_case)

@@ -7,7 +7,7 @@ from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from .. import backend, checks
+from .. import backend, checks, self_test
 from ..reference import upfirdn2d as reference
 
 # The C++ CPU kernel is slower than the conv2d-based reference on CPU (benchmarks/results, ci preset):
@@ -140,3 +140,12 @@ def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl=None):
     x0, x1, y0, y1 = checks.padding4("padding", padding)
     pad = [x0 + (fw - downx + 1) // 2, x1 + (fw - downx) // 2, y0 + (fh - downy + 1) // 2, y1 + (fh - downy) // 2]
     return upfirdn2d(x, f, down=(downx, downy), padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)
+
+
+def _self_test_case(device, gen):
+    x = torch.randn(2, 3, 5, 6, generator=gen, device=device).requires_grad_()
+    f = setup_filter([1, 3, 3, 1], device=device)
+    return lambda impl: (upsample2d(x, f, impl=impl), downsample2d(x, f, impl=impl)), [x]
+
+
+self_test.register("upfirdn2d", _self_test_case)
