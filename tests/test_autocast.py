@@ -18,14 +18,6 @@ from gan_fast.models import Discriminator, Generator, SNDiscriminator
 OUT_TOL, GRAD_TOL = 5e-2, 1.5e-1
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def rel_err(a, b):
     return ((a.float() - b.float()).norm() / b.float().norm().clamp_min(1e-12)).item()
 

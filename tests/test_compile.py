@@ -27,14 +27,6 @@ from gan_fast.models.stylegan2 import SynthesisBlock
 pytestmark = pytest.mark.skipif(not hasattr(torch, "compile"), reason="needs torch.compile")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def _grads(tensors):
     return [t.grad.clone() for t in tensors]
 

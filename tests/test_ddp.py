@@ -50,14 +50,6 @@ WORLD, SHARD = 2, 2
 R1_GAMMA, PL_WEIGHT = 5.0, 2.0
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def make_d():
     return SNDiscriminator(img_resolution=8, img_channels=3, channels=4, channel_multipliers=(1, 2),
                            min_resolution=4)

@@ -13,14 +13,6 @@ from gan_fast.models import (Discriminator, Generator, SNDiscriminator, StyleGAN
 TINY = dict(channel_base=128, channel_max=8)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 def tiny_g(res=16, c_dim=0, **kw):
     return Generator(8, c_dim, 8, res, 3, mapping_kwargs=dict(num_layers=2), **TINY, **kw)
 

@@ -16,14 +16,6 @@ from gan_fast import ops
 TOL = dict(rtol=1e-6, atol=1e-7)  # exact on the reference path; fused kernels may round differently
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
-
-
 class OneD(nn.Module):
     def __init__(self):
         super().__init__()
