@@ -36,13 +36,13 @@ it differentiates these backward formulas.
 
 from __future__ import annotations
 
-import math
 from typing import Optional, Tuple
 
 import torch
 
 from ..kernels import modulated_conv2d as K
 from ..reference.conv2d_resample import conv2d_resample as _ref_conv2d_resample
+from ..reference.modulated_conv2d import prenormalize_fp16
 from .upfirdn2d import upfirdn2d as _fast_upfirdn2d
 
 __all__ = ["modulated_conv2d", "conv2d_resample"]
@@ -247,10 +247,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     out_ch, in_ch, kh, kw = weight.shape
 
     if x.dtype == torch.float16 and demodulate:
-        # As the reference: keep w' and its squared sums in fp16 range; demodulation cancels the scale.
-        weight = weight * (1 / math.sqrt(in_ch * kh * kw)
-                           / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
-        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        weight, styles = prenormalize_fp16(weight, styles)
 
     dcoefs = _Demod.apply(styles, weight) if demodulate else None  # float32 [N, O]
 

@@ -12,6 +12,17 @@ from .conv2d_resample import conv2d_resample
 DEMOD_EPS = 1e-8
 
 
+def prenormalize_fp16(weight: torch.Tensor, styles: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
+    """Scales weight [O, I, kh, kw] and styles [N, I] so w' and its squared sums stay in fp16 range.
+
+    Exact under demodulation, which cancels any per-output-channel scale.
+    """
+    out_ch, in_ch, kh, kw = weight.shape
+    weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
+    styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+    return weight, styles
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: Optional[torch.Tensor],
                      up: int, down: int, padding: Tuple[int, int, int, int], resample_filter: Optional[torch.Tensor],
                      demodulate: bool, flip_weight: bool, fused_modconv: bool) -> torch.Tensor:
@@ -26,10 +37,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     out_ch, in_ch, kh, kw = weight.shape
 
     if x.dtype == torch.float16 and demodulate:
-        # Keep w' and its squared sums in fp16 range; demodulation cancels the scale.
-        weight = weight * (1 / math.sqrt(in_ch * kh * kw)
-                           / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
-        styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
+        weight, styles = prenormalize_fp16(weight, styles)
 
     w = None
     dcoefs = None
