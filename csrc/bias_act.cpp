@@ -121,57 +121,48 @@ void run(const scalar_t* x, const scalar_t* b, const scalar_t* g, const scalar_t
   });
 }
 
-template <int M>
-void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const at::Tensor& gg, at::Tensor& out,
-            int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t stride_c) {
-  TORCH_CHECK(x.device().is_cpu(), "gan_fast::bias_act (CPU kernel): x must be a CPU tensor, got ", x.device());
-  TORCH_CHECK(act >= 0 && act < kNumActs, "gan_fast::bias_act: unknown activation code ", act);
-  const int64_t numel = x.numel();
-  if (numel == 0) return;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gan_fast::bias_act_cpu", [&] {
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    const scalar_t* bp = b.numel() > 0 ? b.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* gp = g.defined() ? g.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* ggp = gg.defined() ? gg.const_data_ptr<scalar_t>() : nullptr;
-    scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    GAN_FAST_DISPATCH_ACT(act, [&] {
-      if (clamp >= 0) {
-        run<scalar_t, kAct, M, kClamp>(xp, bp, gp, ggp, op, numel, C, stride_c, alpha, gain, clamp);
-      } else {
-        run<scalar_t, kAct, M, kNoClamp>(xp, bp, gp, ggp, op, numel, C, stride_c, alpha, gain, clamp);
-      }
+// The device launcher used by the shared entry points in bias_act.h.
+struct Launcher {
+  template <int M>
+  static void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const at::Tensor& gg,
+                     at::Tensor& out, int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t stride_c) {
+    TORCH_CHECK(x.device().is_cpu(), "gan_fast::bias_act (CPU kernel): x must be a CPU tensor, got ", x.device());
+    TORCH_CHECK(act >= 0 && act < kNumActs, "gan_fast::bias_act: unknown activation code ", act);
+    const int64_t numel = x.numel();
+    if (numel == 0) return;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gan_fast::bias_act_cpu", [&] {
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      const scalar_t* bp = b.numel() > 0 ? b.const_data_ptr<scalar_t>() : nullptr;
+      const scalar_t* gp = g.defined() ? g.const_data_ptr<scalar_t>() : nullptr;
+      const scalar_t* ggp = gg.defined() ? gg.const_data_ptr<scalar_t>() : nullptr;
+      scalar_t* op = out.mutable_data_ptr<scalar_t>();
+      GAN_FAST_DISPATCH_ACT(act, [&] {
+        if (clamp >= 0) {
+          run<scalar_t, kAct, M, kClamp>(xp, bp, gp, ggp, op, numel, C, stride_c, alpha, gain, clamp);
+        } else {
+          run<scalar_t, kAct, M, kNoClamp>(xp, bp, gp, ggp, op, numel, C, stride_c, alpha, gain, clamp);
+        }
+      });
     });
-  });
-}
+  }
+};
 
 }  // namespace
 
 at::Tensor bias_act_fwd_cpu(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
                             double clamp, int64_t C, int64_t inner) {
-  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
-  at::Tensor y = at::empty_like(o.x);
-  launch<kForward>(o.x, o.b, at::Tensor(), at::Tensor(), y, act, alpha, gain, clamp, C, o.stride_c);
-  return y;
+  return bias_act_fwd_with<Launcher>(x, b, act, alpha, gain, clamp, C, inner);
 }
 
 at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
                              double alpha, double gain, double clamp, int64_t C, int64_t inner) {
-  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
-  at::Tensor g = like_x(dy, o.x, "dy");
-  at::Tensor dx = at::empty_like(o.x);
-  launch<kGrad>(o.x, o.b, g, at::Tensor(), dx, act, alpha, gain, clamp, C, o.stride_c);
-  return dx;
+  return bias_act_grad_with<Launcher>(dy, x, b, act, alpha, gain, clamp, C, inner);
 }
 
 at::Tensor bias_act_grad2_cpu(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
                               const at::Tensor& b, int64_t act, double alpha, double gain, double clamp, int64_t C,
                               int64_t inner) {
-  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
-  at::Tensor g = like_x(dy, o.x, "dy");
-  at::Tensor gg = like_x(ddx, o.x, "ddx");
-  at::Tensor out = at::empty_like(o.x);
-  launch<kGrad2>(o.x, o.b, g, gg, out, act, alpha, gain, clamp, C, o.stride_c);
-  return out;
+  return bias_act_grad2_with<Launcher>(ddx, dy, x, b, act, alpha, gain, clamp, C, inner);
 }
 
 }  // namespace gan_fast

@@ -37,67 +37,58 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-template <int M>
-void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const at::Tensor& gg, at::Tensor& out,
-            int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t stride_c) {
-  TORCH_CHECK(x.is_cuda(), "gan_fast::bias_act (CUDA kernel): x must be a CUDA tensor, got ", x.device());
-  TORCH_CHECK(act >= 0 && act < kNumActs, "gan_fast::bias_act: unknown activation code ", act);
-  const int64_t numel = x.numel();
-  if (numel == 0) return;
-  const c10::cuda::CUDAGuard guard(x.device());
-  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t blocks = std::min<int64_t>((numel + kThreads - 1) / kThreads, int64_t(1) << 20);
-  const bool small = numel <= std::numeric_limits<int32_t>::max() / 2;
-  AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gan_fast::bias_act_cuda", [&] {
-    using acc_t = at::opmath_type<scalar_t>;
-    const scalar_t* xp = x.const_data_ptr<scalar_t>();
-    const scalar_t* bp = b.numel() > 0 ? b.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* gp = g.defined() ? g.const_data_ptr<scalar_t>() : nullptr;
-    const scalar_t* ggp = gg.defined() ? gg.const_data_ptr<scalar_t>() : nullptr;
-    scalar_t* op = out.mutable_data_ptr<scalar_t>();
-    const acc_t a = static_cast<acc_t>(alpha), k = static_cast<acc_t>(gain), c = static_cast<acc_t>(clamp);
-    GAN_FAST_DISPATCH_ACT(act, [&] {
-      if (small) {
-        bias_act_kernel<scalar_t, int32_t, kAct, M><<<blocks, kThreads, 0, stream>>>(
-            xp, bp, gp, ggp, op, static_cast<int32_t>(numel), static_cast<int32_t>(C), static_cast<int32_t>(stride_c),
-            a, k, c);
-      } else {
-        bias_act_kernel<scalar_t, int64_t, kAct, M><<<blocks, kThreads, 0, stream>>>(xp, bp, gp, ggp, op, numel, C,
-                                                                                    stride_c, a, k, c);
-      }
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+// The device launcher used by the shared entry points in bias_act.h.
+struct Launcher {
+  template <int M>
+  static void launch(const at::Tensor& x, const at::Tensor& b, const at::Tensor& g, const at::Tensor& gg,
+                     at::Tensor& out, int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t stride_c) {
+    TORCH_CHECK(x.is_cuda(), "gan_fast::bias_act (CUDA kernel): x must be a CUDA tensor, got ", x.device());
+    TORCH_CHECK(act >= 0 && act < kNumActs, "gan_fast::bias_act: unknown activation code ", act);
+    const int64_t numel = x.numel();
+    if (numel == 0) return;
+    const c10::cuda::CUDAGuard guard(x.device());
+    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    const int64_t blocks = std::min<int64_t>((numel + kThreads - 1) / kThreads, int64_t(1) << 20);
+    const bool small = numel <= std::numeric_limits<int32_t>::max() / 2;
+    AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "gan_fast::bias_act_cuda", [&] {
+      using acc_t = at::opmath_type<scalar_t>;
+      const scalar_t* xp = x.const_data_ptr<scalar_t>();
+      const scalar_t* bp = b.numel() > 0 ? b.const_data_ptr<scalar_t>() : nullptr;
+      const scalar_t* gp = g.defined() ? g.const_data_ptr<scalar_t>() : nullptr;
+      const scalar_t* ggp = gg.defined() ? gg.const_data_ptr<scalar_t>() : nullptr;
+      scalar_t* op = out.mutable_data_ptr<scalar_t>();
+      const acc_t a = static_cast<acc_t>(alpha), k = static_cast<acc_t>(gain), c = static_cast<acc_t>(clamp);
+      GAN_FAST_DISPATCH_ACT(act, [&] {
+        if (small) {
+          bias_act_kernel<scalar_t, int32_t, kAct, M><<<blocks, kThreads, 0, stream>>>(
+              xp, bp, gp, ggp, op, static_cast<int32_t>(numel), static_cast<int32_t>(C), static_cast<int32_t>(stride_c),
+              a, k, c);
+        } else {
+          bias_act_kernel<scalar_t, int64_t, kAct, M><<<blocks, kThreads, 0, stream>>>(xp, bp, gp, ggp, op, numel, C,
+                                                                                      stride_c, a, k, c);
+        }
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     });
-  });
-}
+  }
+};
 
 }  // namespace
 
 at::Tensor bias_act_fwd_cuda(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
                             double clamp, int64_t C, int64_t inner) {
-  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
-  at::Tensor y = at::empty_like(o.x);
-  launch<kForward>(o.x, o.b, at::Tensor(), at::Tensor(), y, act, alpha, gain, clamp, C, o.stride_c);
-  return y;
+  return bias_act_fwd_with<Launcher>(x, b, act, alpha, gain, clamp, C, inner);
 }
 
 at::Tensor bias_act_grad_cuda(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
                              double alpha, double gain, double clamp, int64_t C, int64_t inner) {
-  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
-  at::Tensor g = like_x(dy, o.x, "dy");
-  at::Tensor dx = at::empty_like(o.x);
-  launch<kGrad>(o.x, o.b, g, at::Tensor(), dx, act, alpha, gain, clamp, C, o.stride_c);
-  return dx;
+  return bias_act_grad_with<Launcher>(dy, x, b, act, alpha, gain, clamp, C, inner);
 }
 
 at::Tensor bias_act_grad2_cuda(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
                               const at::Tensor& b, int64_t act, double alpha, double gain, double clamp, int64_t C,
                               int64_t inner) {
-  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
-  at::Tensor g = like_x(dy, o.x, "dy");
-  at::Tensor gg = like_x(ddx, o.x, "ddx");
-  at::Tensor out = at::empty_like(o.x);
-  launch<kGrad2>(o.x, o.b, g, gg, out, act, alpha, gain, clamp, C, o.stride_c);
-  return out;
+  return bias_act_grad2_with<Launcher>(ddx, dy, x, b, act, alpha, gain, clamp, C, inner);
 }
 
 }  // namespace gan_fast

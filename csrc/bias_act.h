@@ -317,6 +317,39 @@ inline at::Tensor like_x(const at::Tensor& t, const at::Tensor& x, const char* n
   return out;
 }
 
+// The bodies of the entry points, shared by the CPU and CUDA files. `Launch` is
+// the device's launcher: `template <int M> static void launch(x, b, g, gg, out, act,
+// alpha, gain, clamp, C, stride_c)`, writing `out` in mode M.
+template <typename Launch>
+at::Tensor bias_act_fwd_with(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
+                             double clamp, int64_t C, int64_t inner) {
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor y = at::empty_like(o.x);
+  Launch::template launch<kForward>(o.x, o.b, at::Tensor(), at::Tensor(), y, act, alpha, gain, clamp, C, o.stride_c);
+  return y;
+}
+
+template <typename Launch>
+at::Tensor bias_act_grad_with(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
+                              double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor g = like_x(dy, o.x, "dy");
+  at::Tensor dx = at::empty_like(o.x);
+  Launch::template launch<kGrad>(o.x, o.b, g, at::Tensor(), dx, act, alpha, gain, clamp, C, o.stride_c);
+  return dx;
+}
+
+template <typename Launch>
+at::Tensor bias_act_grad2_with(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b,
+                               int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor g = like_x(dy, o.x, "dy");
+  at::Tensor gg = like_x(ddx, o.x, "ddx");
+  at::Tensor out = at::empty_like(o.x);
+  Launch::template launch<kGrad2>(o.x, o.b, g, gg, out, act, alpha, gain, clamp, C, o.stride_c);
+  return out;
+}
+
 // Kernel entry points (the schema is in ops.cpp). `b` may be empty (no bias).
 at::Tensor bias_act_fwd_cpu(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
                             double clamp, int64_t C, int64_t inner);
