@@ -74,6 +74,21 @@ def _field(row_ptr, k: tl.constexpr):
 
 
 @triton.jit
+def _program(tab_ptr, prog_ptr, ROW: tl.constexpr):
+    """(this program's layer-table row, its block index within the layer)."""
+    pid = tl.program_id(0)
+    layer = tl.load(prog_ptr + 2 * pid)
+    local = tl.load(prog_ptr + 2 * pid + 1).to(tl.int64)
+    return tab_ptr + layer.to(tl.int64) * ROW, local
+
+
+@triton.jit
+def _matrix(row, ELT: tl.constexpr):
+    """(W pointer, h, w, row stride, column stride) of a layer's weight matrix."""
+    return _field(row, 0).to(tl.pointer_type(ELT)), _field(row, 1), _field(row, 2), _field(row, 3), _field(row, 4)
+
+
+@triton.jit
 def _sn_power_kernel(tab_ptr, prog_ptr, ws_base, cnt_base, eps,
                      N_ITERS: tl.constexpr, ELT: tl.constexpr, F64: tl.constexpr, BLOCK_H: tl.constexpr,
                      BLOCK_W: tl.constexpr):
@@ -81,15 +96,8 @@ def _sn_power_kernel(tab_ptr, prog_ptr, ws_base, cnt_base, eps,
         cdt = tl.float64
     else:
         cdt = tl.float32
-    pid = tl.program_id(0)
-    layer = tl.load(prog_ptr + 2 * pid)
-    local = tl.load(prog_ptr + 2 * pid + 1).to(tl.int64)
-    row = tab_ptr + layer.to(tl.int64) * 22
-    W = _field(row, 0).to(tl.pointer_type(ELT))
-    h = _field(row, 1)
-    wd = _field(row, 2)
-    sh = _field(row, 3)
-    sw = _field(row, 4)
+    row, local = _program(tab_ptr, prog_ptr, 22)
+    W, h, wd, sh, sw = _matrix(row, ELT)
     u_in = _field(row, 5).to(tl.pointer_type(ELT))
     v_in = _field(row, 6).to(tl.pointer_type(ELT))
     u_buf = _field(row, 7)
@@ -196,10 +204,7 @@ def _sn_scale_kernel(tab_ptr, prog_ptr, ELT: tl.constexpr, F64: tl.constexpr,
         cdt = tl.float64
     else:
         cdt = tl.float32
-    pid = tl.program_id(0)
-    layer = tl.load(prog_ptr + 2 * pid)
-    local = tl.load(prog_ptr + 2 * pid + 1).to(tl.int64)
-    row = tab_ptr + layer.to(tl.int64) * 22
+    row, local = _program(tab_ptr, prog_ptr, 22)
     W = _field(row, 0).to(tl.pointer_type(ELT))
     h = _field(row, 1)
     wd = _field(row, 2)
@@ -220,15 +225,8 @@ def _sn_bwd_kernel(tab_ptr, prog_ptr, ws_base, cnt_base,
         cdt = tl.float64
     else:
         cdt = tl.float32
-    pid = tl.program_id(0)
-    layer = tl.load(prog_ptr + 2 * pid)
-    local = tl.load(prog_ptr + 2 * pid + 1).to(tl.int64)
-    row = tab_ptr + layer.to(tl.int64) * 20
-    W = _field(row, 0).to(tl.pointer_type(ELT))
-    h = _field(row, 1)
-    wd = _field(row, 2)
-    sh = _field(row, 3)
-    sw = _field(row, 4)
+    row, local = _program(tab_ptr, prog_ptr, 20)
+    W, h, wd, sh, sw = _matrix(row, ELT)
     G = _field(row, 5).to(tl.pointer_type(ELT))
     gsh = _field(row, 6)
     gsw = _field(row, 7)
@@ -284,10 +282,7 @@ def _sn_bwd_apply_kernel(tab_ptr, prog_ptr, ws_base, ELT: tl.constexpr, F64: tl.
         cdt = tl.float64
     else:
         cdt = tl.float32
-    pid = tl.program_id(0)
-    layer = tl.load(prog_ptr + 2 * pid)
-    local = tl.load(prog_ptr + 2 * pid + 1).to(tl.int64)
-    row = tab_ptr + layer.to(tl.int64) * 20
+    row, local = _program(tab_ptr, prog_ptr, 20)
     h = _field(row, 1)
     wd = _field(row, 2)
     G = _field(row, 5).to(tl.pointer_type(ELT))
