@@ -1,7 +1,8 @@
 """bias_act forward+backward at [8, 256, 32, 32] float32: the cpp backend (CPU) vs the eager reference.
 
 One run, ratio of medians, timed in alternating blocks (5 warm-up steps, then 20 timed, 4 rounds).
-Usage: python csrc/bench_bias_act_cpu.py [threads|-] [act,act,...]   e.g. `python csrc/bench_bias_act_cpu.py 1 lrelu`
+Usage: python -m benchmarks.bias_act_cpu_target [threads|-] [act,act,...]   e.g. `... 1 lrelu`
+A standalone check of the CPU target, beside the suite (python -m benchmarks --preset ci), which records it.
 """
 import statistics, sys, time, torch
 from gan_fast import ops
