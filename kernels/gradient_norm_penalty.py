@@ -16,7 +16,7 @@ reduced by 'mean' | 'sum' | 'none'.
   penalty and the reduction, and writes ``(out, sq)``.
 * ``gnp_backward`` is one elementwise launch: dg_i = a_i * g_i with
   a_i = 2 w_i (mode 0), 2 w_i (n_i - c) / n_i (mode 1, and mode 2 where
-  n_i >= c, else 0), w_i the incoming gradient of p_i (grad_out for 'sum',
+  n_i >= c, else 0; 0 where n_i = 0), w_i the incoming gradient of p_i (grad_out for 'sum',
   grad_out / N for 'mean', grad_out[i] for 'none').
 
 No autograd here (see ``gan_fast/fused/gradient_norm_penalty.py``).
@@ -147,7 +147,7 @@ def _gnp_bwd_kernel(g_ptr, sq_ptr, go_ptr, out_ptr, total, D, N, center, center_
         sq = tl.load(sq_ptr + sample, mask=mask, other=1.0).to(cdt)
         n = _sqrt(sq, F64)
         gap = n - c
-        coef = 2.0 * w * gap / n
+        coef = tl.where(n > 0, 2.0 * w * gap / tl.where(n > 0, n, 1.0), 0.0)  # subgradient 0 at g_i = 0
         if MODE == 2:
             coef = tl.where(gap >= 0, coef, 0.0)
     tl.store(out_ptr + offs, (coef * g).to(out_ptr.dtype.element_ty), mask=mask)

@@ -163,3 +163,17 @@ def test_compile_traces_forward_fullgraph(device):
     (dw,) = torch.autograd.grad(want, gr)
     torch.testing.assert_close(p.detach(), want.detach(), **F32)
     torch.testing.assert_close(dg, dw, **F32)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("center,one_sided", CONFIGS)
+def test_all_zero_sample_matches_reference(impl, center, one_sided, device):
+    g = _grads((4, 3, 5), device)
+    g[2] = 0
+    go, vv = _grads((), device, seed=1), _grads(g.shape, device, seed=2)
+    want = _first_and_second(lambda x: gradient_norm_penalty(x, center, one_sided, "mean", impl="ref"), g, go, vv)
+    got = _first_and_second(lambda x: gradient_norm_penalty(x, center, one_sided, "mean", impl=impl), g, go, vv)
+    for a, b, what in zip(got, want, ("forward", "grad", "second order (grads)", "second order (grad_out)")):
+        assert torch.isfinite(a).all(), what
+        torch.testing.assert_close(a, b, **F32, msg=lambda m: f"{what}: {m}")
+    assert (got[1][2] == 0).all()

@@ -44,3 +44,31 @@ def test_errors():
         ops.gradient_norm_penalty(torch.ones(()))
     with pytest.raises(TypeError, match="grads must be a torch.Tensor"):
         ops.gradient_norm_penalty([1.0])
+
+
+@pytest.mark.parametrize("center, one_sided", [(0.0, False), (0.0, True), (1.0, False), (1.0, True)])
+def test_all_zero_sample_gets_the_zero_subgradient(center, one_sided):
+    # A sample whose gradient is exactly zero (a dead critic region, a ReLU critic far from the data)
+    # must not poison the batch with the NaN of d sqrt(x)/dx at 0.
+    g = (torch.randn(3, 4, dtype=torch.float64) * 0.8)
+    g[1] = 0
+    g.requires_grad_()
+    p = ops.gradient_norm_penalty(g, center=center, one_sided=one_sided, reduction="sum")
+    (dg,) = torch.autograd.grad(p, g, create_graph=True)
+    (d2g,) = torch.autograd.grad((dg * torch.randn_like(dg)).sum(), g)
+    assert torch.isfinite(dg).all() and torch.isfinite(d2g).all()
+    assert (dg[1] == 0).all()
+    expected_row = (g.detach()[1].norm() - center).clamp(min=0 if one_sided else -1e9) ** 2
+    assert (ops.gradient_norm_penalty(g.detach(), center=center, one_sided=one_sided, reduction="none")[1]
+            == expected_row)
+
+
+def test_wgan_gp_with_a_critic_flat_on_one_sample_has_finite_parameter_gradients():
+    from gan_fast.regularizers import wgan_gp
+    w = torch.randn(6, requires_grad=True)
+    dead = torch.tensor([1.0, 0.0, 1.0])  # the critic ignores sample 1 entirely: its input gradient is 0
+    critic = lambda x: (x.flatten(1) @ w) * dead  # noqa: E731
+    real, fake = torch.randn(3, 2, 3), torch.randn(3, 2, 3)
+    for one_sided in (False, True):
+        (dw,) = torch.autograd.grad(wgan_gp(critic, real, fake, one_sided=one_sided), w)
+        assert torch.isfinite(dw).all()

@@ -17,7 +17,8 @@ works), each saving only its inputs and outputs:
       d<V, dg>/dg_i = a_i V_i + 2 w_i m_i c / n_i^3 (g_i . V_i) g_i
       d<V, dg>/dw_i = 2 m_i (1 - c / n_i) (g_i . V_i)
 
-  with n_i = sqrt(sq_i), m_i the one-sided mask (n_i - c >= 0). sq enters as a
+  with n_i = sqrt(sq_i), m_i the one-sided mask (n_i - c >= 0), and every
+  1 / n_i taken as 0 for an all-zero sample (the subgradient 0, as ``ref``). sq enters as a
   value of grads, so the second order is exact; a third order through it would
   miss d sq / d grads.
 
@@ -106,16 +107,20 @@ class _PenaltyBackward(torch.autograd.Function):
             a = 2 * w
             q = 2 * gv if need_w else None
         else:
-            nrm = sq.to(acc).sqrt()
+            sq_acc = sq.to(acc)
+            nonzero = sq_acc > 0
+            nrm = torch.where(nonzero, sq_acc, 1).sqrt()
+            inv = torch.where(nonzero, 1 / nrm, 0)
+            nrm = torch.where(nonzero, nrm, 0)
             gap = nrm - c
             mask = (gap >= 0).to(acc) if one_sided else torch.ones_like(gap)
-            a = 2 * w * mask * gap / nrm
-            q = 2 * mask * gap / nrm * gv if need_w else None
+            a = 2 * w * mask * gap * inv
+            q = 2 * mask * gap * inv * gv if need_w else None
         d_grads = d_go = None
         if need_g:
             d = _bcast(a, g) * vv
             if not zero_centred:
-                d = d + _bcast(2 * w * mask * c / nrm ** 3 * gv, g) * g
+                d = d + _bcast(2 * w * mask * c * inv ** 3 * gv, g) * g
             d_grads = d.to(grads.dtype)
         if need_w:
             if reduction == "none":

@@ -10,7 +10,9 @@ def gradient_norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, r
 
     n^2 when center == 0 (written as a sum of squares: smooth at g = 0),
     (n - center)^2 otherwise, max(0, n - center)^2 when one_sided.
-    Norms are accumulated in float32 at least.
+    Norms are accumulated in float32 at least. A sample whose gradient is all
+    zero gets a zero gradient (the subgradient 0 of ||g|| at g = 0), not the
+    NaN of d sqrt(x)/dx at 0.
     """
     g = grads.reshape(grads.shape[0], -1)
     acc = torch.promote_types(g.dtype, torch.float32)
@@ -18,7 +20,8 @@ def gradient_norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, r
     if center == 0 and not one_sided:
         per_sample = sq
     else:
-        gap = sq.sqrt() - center
+        nonzero = sq > 0
+        gap = torch.where(nonzero, torch.where(nonzero, sq, 1).sqrt(), 0) - center
         if one_sided:
             gap = gap.clamp(min=0)
         per_sample = gap.square()
