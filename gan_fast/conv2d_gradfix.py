@@ -17,7 +17,6 @@ respect to weights or call ``.backward()`` while only input gradients are wanted
 from __future__ import annotations
 
 import contextlib
-import threading
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
@@ -25,22 +24,30 @@ import torch.nn.functional as F
 
 __all__ = ["no_weight_gradients", "weight_gradients_disabled", "conv2d", "conv_transpose2d"]
 
-_state = threading.local()
+# A process-wide flag, not thread-local: the autograd engine runs CUDA backward passes in its own
+# device threads, which would never see a flag set on the calling thread.
+_weight_gradients_disabled = False
 
 
 def weight_gradients_disabled() -> bool:
-    return getattr(_state, "disabled", False)
+    return _weight_gradients_disabled
 
 
 @contextlib.contextmanager
 def no_weight_gradients(disable: bool = True):
-    """Within the block, backward passes through gan_fast convolutions skip the weight gradient."""
-    old = weight_gradients_disabled()
-    _state.disabled = old or disable
+    """Within the block, backward passes through gan_fast convolutions skip the weight gradient.
+
+    The flag is process-wide (as in StyleGAN2-ADA), so that backward passes run
+    by autograd's device threads see it; do not overlap it with an unrelated
+    backward on another Python thread.
+    """
+    global _weight_gradients_disabled
+    old = _weight_gradients_disabled
+    _weight_gradients_disabled = old or disable
     try:
         yield
     finally:
-        _state.disabled = old
+        _weight_gradients_disabled = old
 
 
 def _pair(v: Union[int, Sequence[int]]) -> Tuple[int, int]:

@@ -1,9 +1,12 @@
 """no_weight_gradients(): skips weight gradients, keeps input gradients and double backward exact."""
 
+import threading
+
+import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_fast import ops
+from gan_fast import conv2d_gradfix, ops
 
 
 def _data(transpose=False):
@@ -46,6 +49,27 @@ def test_weight_gradient_skipped_inside_context():
     torch.testing.assert_close(gx, want)
     # After the block, weight gradients are back.
     assert torch.autograd.grad(ops.conv2d(x, w, padding=1).sum(), w)[0] is not None
+
+
+def test_flag_is_seen_by_other_threads():
+    # On CUDA the autograd engine runs backward in its own device thread: a thread-local flag set
+    # by the caller would never reach it.
+    seen = []
+    with ops.no_weight_gradients():
+        t = threading.Thread(target=lambda: seen.append(conv2d_gradfix.weight_gradients_disabled()))
+        t.start()
+        t.join()
+    assert seen == [True]
+    assert not conv2d_gradfix.weight_gradients_disabled()
+
+
+@pytest.mark.gpu
+def test_weight_gradient_skipped_on_cuda():
+    x, w, b = (t.detach().cuda().float().requires_grad_() for t in _data())
+    y = ops.conv2d(x, w, b, padding=1)
+    with ops.no_weight_gradients():
+        y.sum().backward()
+    assert w.grad is None and x.grad is not None and b.grad is not None
 
 
 def test_r1_step_inside_context_gives_exact_weight_gradients():
