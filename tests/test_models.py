@@ -147,6 +147,20 @@ def test_trainer_lazy_schedule_and_ema():
     assert torch.equal(t.G_ema.mapping.w_avg, t.G.mapping.w_avg)
 
 
+def test_trainer_ema_rampup_counts_images_before_the_batch():
+    # StyleGAN2-ADA: ema_nimg = min(ema_kimg * 1000, cur_nimg * rampup) with cur_nimg not yet counting this
+    # batch, so the first update copies G (beta = 0) and the second uses beta = 0.5 ** (4 / (4 * 0.5)).
+    t = _trainer(ema_kimg=10.0, ema_rampup=0.5)
+    real = torch.randn(4, 3, 16, 16)
+    t.step(real)
+    for e, p in zip(t.G_ema.parameters(), t.G.parameters()):
+        torch.testing.assert_close(e, p.detach(), rtol=0, atol=0)
+    e1 = [e.clone() for e in t.G_ema.parameters()]
+    t.step(real)
+    for e, e_old, p in zip(t.G_ema.parameters(), e1, t.G.parameters()):
+        torch.testing.assert_close(e, p.detach().lerp(e_old, 0.5 ** 2))
+
+
 def test_trainer_r3gan_variant_with_sn_discriminator():
     torch.manual_seed(0)
     d = SNDiscriminator(img_resolution=16, img_channels=3, channels=4, channel_multipliers=(1, 1))

@@ -217,16 +217,16 @@ class StyleGAN2Trainer:
             self.G_opt.step()
 
         global_batch = n * _world_size()
-        self.nimg += global_batch
         if self.G_ema is not None:
-            self._update_ema(global_batch)
+            self._update_ema(global_batch)  # before counting this batch, as StyleGAN2-ADA's ramp-up does
+        self.nimg += global_batch
         return stats
 
     @torch.no_grad()
     def _update_ema(self, batch: int) -> None:
         ema_nimg = self.ema_kimg * 1000
         if self.ema_rampup is not None:
-            ema_nimg = min(ema_nimg, self.nimg * self.ema_rampup)
+            ema_nimg = min(ema_nimg, self.nimg * self.ema_rampup)  # images seen before this batch
         beta = 0.5 ** (batch / max(ema_nimg, 1e-8))
         g = unwrap(self.G)
         for p_ema, p in zip(self.G_ema.parameters(), g.parameters()):
