@@ -179,6 +179,19 @@ def test_fp16_small(impl, layer, fused, device):
         _close(a, b, tol=2e-2)
 
 
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("fused", [False, True])
+def test_float16_autocast_large_styles(impl, fused, device):
+    """float32 inputs under float16 autocast: pre-normalised like the reference, so no fp16 overflow."""
+    args, kw = _inputs(device, "conv3", seed=15)
+    args[0], args[1], args[2] = args[0] * 10, args[1] * 300, args[2] * 300
+    with torch.autocast(device.type, dtype=torch.float16):
+        y_ref, _ = _run("ref", args, kw, True, fused, grads=False)
+        y, _ = _run(impl, args, kw, True, fused, grads=False)
+    assert y.dtype == y_ref.dtype and torch.isfinite(y).all()
+    _close(y, y_ref, tol=1e-2)
+
+
 # ---- the kernels on their own ----------------------------------------------------------------------
 
 

@@ -96,6 +96,20 @@ def test_float16_prenormalisation_avoids_overflow():
     torch.testing.assert_close(got.float(), want, atol=2e-2, rtol=2e-2)
 
 
+@pytest.mark.parametrize("fused", [True, False])
+def test_float16_autocast_prenormalises_float32_inputs(fused):
+    # Under float16 autocast x stays float32 but the convolution runs in float16: x * s * w summed over
+    # I * kh * kw overflows there unless the weight and styles are pre-normalised as for float16 x.
+    x = torch.randn(2, 8, 6, 6) * 10
+    w = torch.randn(4, 8, 3, 3) * 300
+    s = torch.randn(2, 8) * 300
+    want = ops.modulated_conv2d(x, w, s, padding=1, fused_modconv=fused, impl="ref")
+    with torch.autocast("cpu", dtype=torch.float16):
+        got = ops.modulated_conv2d(x, w, s, padding=1, fused_modconv=fused, impl="ref")
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=2e-2)
+
+
 @pytest.mark.parametrize("up, down", [(1, 1), (2, 1), (1, 2)])
 @pytest.mark.parametrize("fused", [True, False])
 def test_gradcheck_gradgradcheck(up, down, fused):

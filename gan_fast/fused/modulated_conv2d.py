@@ -42,7 +42,7 @@ import torch
 
 from ..kernels import modulated_conv2d as K
 from ..reference.conv2d_resample import conv2d_resample as _ref_conv2d_resample
-from ..reference.modulated_conv2d import prenormalize_fp16
+from ..reference.modulated_conv2d import needs_fp16_prenormalization, prenormalize_fp16
 from .upfirdn2d import upfirdn2d as _fast_upfirdn2d
 
 __all__ = ["modulated_conv2d", "conv2d_resample"]
@@ -246,7 +246,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     batch = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
 
-    if x.dtype == torch.float16 and demodulate:
+    if needs_fp16_prenormalization(x, demodulate):
         weight, styles = prenormalize_fp16(weight, styles)
 
     dcoefs = _Demod.apply(styles, weight) if demodulate else None  # float32 [N, O]

@@ -23,8 +23,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     ``w'[n, o, i, k] = styles[n, i] * weight[o, i, k]``; with ``demodulate``,
     ``w'`` is divided by ``sqrt(sum_{i,k} w'^2 + 1e-8)``. Then ``x`` is convolved
     with ``w'`` (with FIR up/downsampling by ``resample_filter``) and ``noise`` is
-    added. In float16 the weight and styles are pre-normalised (exact under
-    demodulation) to avoid overflow.
+    added. In float16 (float16 ``x``, or float16 autocast) the weight and styles
+    are pre-normalised (exact under demodulation) to avoid overflow.
 
     Args:
         x: [N, I, H, W].

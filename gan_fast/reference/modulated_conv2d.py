@@ -23,6 +23,20 @@ def prenormalize_fp16(weight: torch.Tensor, styles: torch.Tensor) -> Tuple[torch
     return weight, styles
 
 
+def needs_fp16_prenormalization(x: torch.Tensor, demodulate: bool) -> bool:
+    """True when the convolution will run in float16: x is float16, or float16 autocast is on.
+
+    Under autocast x stays float32 but the convolution is cast to float16, where
+    x * styles * weight summed over I * kh * kw overflows just as it would for float16 x.
+    """
+    if not demodulate:
+        return False
+    if x.dtype == torch.float16:
+        return True
+    device_type = x.device.type
+    return torch.is_autocast_enabled(device_type) and torch.get_autocast_dtype(device_type) == torch.float16
+
+
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: Optional[torch.Tensor],
                      up: int, down: int, padding: Tuple[int, int, int, int], resample_filter: Optional[torch.Tensor],
                      demodulate: bool, flip_weight: bool, fused_modconv: bool) -> torch.Tensor:
@@ -36,7 +50,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     batch = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
 
-    if x.dtype == torch.float16 and demodulate:
+    if needs_fp16_prenormalization(x, demodulate):
         weight, styles = prenormalize_fp16(weight, styles)
 
     w = None
