@@ -41,7 +41,7 @@ from typing import Callable, Dict, NamedTuple, Optional
 
 import torch
 
-__all__ = ["bias_act", "kernel_set", "KernelSet"]
+__all__ = ["bias_act", "bias_act_vjp", "kernel_set", "KernelSet"]
 
 _ZERO_SECOND_DERIVATIVE = frozenset({0, 1, 2})  # linear, relu, lrelu: act'' = 0 everywhere
 
@@ -242,6 +242,22 @@ def _is_dense(t: torch.Tensor) -> bool:
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act_code: int, alpha: float, gain: float,
              clamp: Optional[float], impl: str) -> torch.Tensor:
     """The fused op; arguments already validated and defaulted by ``gan_fast.ops.bias_act``."""
+    x, b, p = _prepare(x, b, dim, act_code, alpha, gain, clamp, impl)
+    return _BiasAct.apply(x, b, p)
+
+
+def bias_act_vjp(dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act_code: int,
+                 alpha: float, gain: float, clamp: Optional[float], impl: str) -> torch.Tensor:
+    """d bias_act(x, b) / d x applied to ``dy``, itself differentiable (w.r.t. dy, x and b) to second order.
+
+    For fused ops whose epilogue is a bias_act (their backward starts here).
+    """
+    x, b, p = _prepare(x, b, dim, act_code, alpha, gain, clamp, impl)
+    return _BiasActGrad.apply(dy, x, b, p)
+
+
+def _prepare(x, b, dim, act_code, alpha, gain, clamp, impl):
+    """(x dense, b as x's dtype or an empty tensor, the packed parameters p)."""
     kernel_set(impl)
     dim = dim % x.ndim
     C = int(x.shape[dim])
@@ -255,4 +271,4 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act_code: int
     else:
         b = b.to(x.dtype)  # as the reference; the cast is differentiable, so db returns in b's dtype
     p = (dim, impl, int(act_code), float(alpha), float(gain), -1.0 if clamp is None else float(clamp), C, inner)
-    return _BiasAct.apply(x, b, p)
+    return x, b, p

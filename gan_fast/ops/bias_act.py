@@ -49,9 +49,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
         if b.shape[0] != x.shape[dim]:
             raise ValueError(f"b must have shape [{x.shape[dim]}] (x.shape[{dim}]), got {tuple(b.shape)}")
     checks.same_device(x=x, b=b)
-    alpha = spec.def_alpha if alpha is None else checks.optional_number("alpha", alpha)
-    gain = spec.def_gain if gain is None else checks.optional_number("gain", gain)
-    clamp = checks.optional_number("clamp", clamp, minimum=0)
+    alpha, gain, clamp = activation_args(spec, alpha, gain, clamp)
 
     impl = backend.resolve("bias_act", impl, x.device, FAST_BACKENDS)
     if impl == "ref":
@@ -59,6 +57,14 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     from ..fused import bias_act as fused  # noqa: PLC0415 - fast paths load lazily
 
     return fused.bias_act(x, b, dim, spec.code, alpha, gain, clamp, impl)
+
+
+def activation_args(spec: activations.Activation, alpha, gain, clamp):
+    """(alpha, gain, clamp) checked, with the activation's defaults for None alpha and gain."""
+    alpha = spec.def_alpha if alpha is None else checks.optional_number("alpha", alpha)
+    gain = spec.def_gain if gain is None else checks.optional_number("gain", gain)
+    clamp = checks.optional_number("clamp", clamp, minimum=0)
+    return alpha, gain, clamp
 
 
 def _self_test_case(device, gen):

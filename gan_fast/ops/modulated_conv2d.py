@@ -43,16 +43,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     Returns:
         [N, O, H', W'], H' = H * up / down for kernel size k and padding k // 2.
     """
-    checks.tensor("x", x, ndim=4, shape_hint="[N, I, H, W]")
-    checks.tensor("weight", weight, ndim=4, shape_hint="[O, I, kh, kw]")
-    checks.tensor("styles", styles, ndim=2, shape_hint="[N, I]")
-    n, in_ch = x.shape[:2]
-    if weight.shape[1] != in_ch:
-        raise ValueError(f"weight must have shape [O, {in_ch}, kh, kw] (I = x.shape[1]), got {tuple(weight.shape)}")
-    if tuple(styles.shape) != (n, in_ch):
-        raise ValueError(f"styles must have shape [{n}, {in_ch}] ([N, I] of x), got {tuple(styles.shape)}")
-    if noise is not None:
-        checks.tensor("noise", noise, ndim=4, shape_hint="broadcastable to [N, O, H', W']")
+    check_modulation_args(x, weight, styles, noise)
     if resample_filter is not None:
         checks.tensor("resample_filter", resample_filter, ndim=(1, 2), shape_hint="[fh, fw] or [ft]")
     checks.same_device(x=x, weight=weight, styles=styles, noise=noise, resample_filter=resample_filter)
@@ -71,6 +62,20 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
 
     return fused.modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter, bool(demodulate),
                                   bool(flip_weight), bool(fused_modconv), impl)
+
+
+def check_modulation_args(x, weight, styles, noise) -> None:
+    """The shape checks of x [N, I, H, W], weight [O, I, kh, kw], styles [N, I] and noise (4-D or None)."""
+    checks.tensor("x", x, ndim=4, shape_hint="[N, I, H, W]")
+    checks.tensor("weight", weight, ndim=4, shape_hint="[O, I, kh, kw]")
+    checks.tensor("styles", styles, ndim=2, shape_hint="[N, I]")
+    n, in_ch = x.shape[:2]
+    if weight.shape[1] != in_ch:
+        raise ValueError(f"weight must have shape [O, {in_ch}, kh, kw] (I = x.shape[1]), got {tuple(weight.shape)}")
+    if tuple(styles.shape) != (n, in_ch):
+        raise ValueError(f"styles must have shape [{n}, {in_ch}] ([N, I] of x), got {tuple(styles.shape)}")
+    if noise is not None:
+        checks.tensor("noise", noise, ndim=4, shape_hint="broadcastable to [N, O, H', W']")
 
 
 def _check_output_size(x, weight, f, up, down, pad):
