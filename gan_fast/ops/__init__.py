@@ -5,6 +5,7 @@ from ..conv2d_gradfix import conv2d, conv_transpose2d, no_weight_gradients
 from .bias_act import bias_act
 from .gradient_norm_penalty import gradient_norm_penalty
 from .modulated_conv2d import modulated_conv2d
+from .modulated_conv2d_bias_act import modulated_conv2d_bias_act
 from .power_iteration import power_iteration
 from .spectral_normalize import spectral_normalize
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
@@ -17,6 +18,7 @@ __all__ = [
     "downsample2d",
     "filter2d",
     "modulated_conv2d",
+    "modulated_conv2d_bias_act",
     "power_iteration",
     "spectral_normalize",
     "gradient_norm_penalty",

@@ -1,0 +1,193 @@
+"""One Triton kernel for a whole StyleGAN2 synthesis layer forward: modulated conv + demod + noise + bias_act.
+
+``y = clamp(act(conv(x * s[b, i], w) * d[b, o] + noise + bias[o]) * gain)``, stride 1,
+any kernel size (3x3 synthesis convs, 1x1 ToRGB), zero padding. An implicit-GEMM
+convolution (rows: the N*OH*OW output pixels; columns: the O output channels;
+reduction: I*kh*kw) that scales the activations by the style as it loads them
+and applies demodulation, noise, bias, activation, gain and clamp in its
+epilogue, so x is read once and y written once. It also writes the raw
+convolution ``c = conv(x * s, w)`` when the caller will differentiate (the
+backward's one saved activation, as the composed layer saves its conv output).
+
+This is the candidate DESIGN.md asks a GPU benchmark to judge against cuDNN
+(``python -m benchmarks --preset stylegan2``, op ``modulated_conv2d_bias_act``);
+whether ``SynthesisLayer`` routes through it is decided there, not here.
+
+Precision: the products are formed in float32 (x * s), then fed to ``tl.dot`` in
+x's dtype for float16/bfloat16 (tensor cores, float32 accumulation, as cuDNN
+does for the composed layer) or float32 (TF32 when
+``torch.backends.cudnn.allow_tf32``, PyTorch's default for convolutions; IEEE
+under the interpreter). The epilogue is float32 (float64 for float64 x, where
+the whole kernel computes in float64); y and c are stored in x's dtype.
+Activations and outputs may be contiguous or channels_last (any strides).
+No autograd here (see ``gan_fast.fused.modulated_conv2d_bias_act``).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+
+from ._common import device_guard, split_f64
+from .bias_act import _act
+
+__all__ = ["modconv_bias_act_fwd", "new_output", "output_size"]
+
+
+def _interpreting() -> bool:
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+
+
+@triton.jit
+def _modconv_bias_act_kernel(
+    x_ptr, w_ptr, s_ptr, d_ptr, noise_ptr, b_ptr, y_ptr, c_ptr,
+    I, H, W, O, OH, OW, M, pad_y, pad_x,
+    sxn, sxc, sxh, sxw,
+    swo, swi, swh, sww,
+    snn, snc, snh, snw,
+    syn, syc, syh, syw,
+    alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo,
+    KH: tl.constexpr, KW: tl.constexpr, ACT: tl.constexpr,
+    HAS_DEMOD: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr,
+    STORE_C: tl.constexpr, LOW_PRECISION_DOT: tl.constexpr, INPUT_PRECISION: tl.constexpr, F64: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    pid_m = tl.program_id(0)
+    pid_n = tl.program_id(1)
+    rm = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)  # output pixels, (n, oy, ox) flattened
+    rn = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)  # output channels
+    rk = tl.arange(0, BLOCK_K)
+    mask_m = rm < M
+    mask_n = rn < O
+    ohw = OH * OW
+    n = rm // ohw
+    rem = rm % ohw
+    oy = rem // OW
+    ox = rem % OW
+    x_row = n.to(tl.int64) * sxn
+    if F64:
+        cdt = tl.float64
+    else:
+        cdt = tl.float32
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=cdt)
+    for ky in tl.static_range(KH):
+        for kx in tl.static_range(KW):
+            iy = oy + (ky - pad_y)
+            ix = ox + (kx - pad_x)
+            valid = mask_m & (iy >= 0) & (iy < H) & (ix >= 0) & (ix < W)
+            pix = x_row + iy.to(tl.int64) * sxh + ix.to(tl.int64) * sxw
+            for i0 in range(0, I, BLOCK_K):
+                ci = i0 + rk
+                mask_k = ci < I
+                a = tl.load(x_ptr + pix[:, None] + ci[None, :].to(tl.int64) * sxc,
+                            mask=valid[:, None] & mask_k[None, :], other=0.0).to(cdt)
+                st = tl.load(s_ptr + n[:, None] * I + ci[None, :], mask=mask_m[:, None] & mask_k[None, :],
+                             other=0.0)
+                a = a * st
+                wt = tl.load(w_ptr + rn[None, :] * swo + ci[:, None] * swi + ky * swh + kx * sww,
+                             mask=mask_k[:, None] & mask_n[None, :], other=0.0)
+                if LOW_PRECISION_DOT:
+                    acc = tl.dot(a.to(x_ptr.dtype.element_ty), wt.to(x_ptr.dtype.element_ty), acc)
+                else:
+                    acc = tl.dot(a, wt.to(cdt), acc, input_precision=INPUT_PRECISION)
+
+    mask = mask_m[:, None] & mask_n[None, :]
+    out_off = (n.to(tl.int64) * syn + oy.to(tl.int64) * syh + ox.to(tl.int64) * syw)[:, None] + \
+        rn[None, :].to(tl.int64) * syc
+    if STORE_C:
+        tl.store(c_ptr + out_off, acc.to(c_ptr.dtype.element_ty), mask=mask)
+    z = acc
+    if F64:  # the float64 scalars arrive as float32 pairs hi + lo
+        zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float64)
+        alpha = (zero + alpha) + alpha_lo
+        gain = (zero + gain) + gain_lo
+        clamp = (zero + clamp) + clamp_lo
+    if HAS_DEMOD:
+        z = z * tl.load(d_ptr + n[:, None] * O + rn[None, :], mask=mask, other=0.0)
+    if HAS_NOISE:
+        noise_off = (n.to(tl.int64) * snn + oy.to(tl.int64) * snh + ox.to(tl.int64) * snw)[:, None] + \
+            rn[None, :].to(tl.int64) * snc
+        z = z + tl.load(noise_ptr + noise_off, mask=mask, other=0.0).to(cdt)
+    if HAS_BIAS:
+        z = z + tl.load(b_ptr + rn, mask=mask_n, other=0.0).to(cdt)[None, :]
+    y, _d1, _d2 = _act(z, alpha, ACT, F64)
+    y = y * gain
+    if HAS_CLAMP:
+        y = tl.minimum(tl.maximum(y, -clamp), clamp)
+    tl.store(y_ptr + out_off, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+# A small space (first call on a new shape tunes 4 configs), cached per (I, O, pixels, kernel size, dtype path).
+_CONFIGS = [
+    triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=nw, num_stages=ns)
+    for bm, bn, bk, nw, ns in ((128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (128, 128, 32, 8, 3), (64, 64, 64, 4, 4))
+]
+_tuned = triton.autotune(configs=_CONFIGS, key=["I", "O", "M", "KH", "KW", "LOW_PRECISION_DOT"],
+                         cache_results=True)(_modconv_bias_act_kernel)
+
+
+def output_size(h: int, w: int, kh: int, kw: int, pad_y: int, pad_x: int) -> Tuple[int, int]:
+    return h + 2 * pad_y - kh + 1, w + 2 * pad_x - kw + 1
+
+
+def new_output(x: torch.Tensor, out_ch: int, oh: int, ow: int) -> torch.Tensor:
+    """An empty [N, out_ch, oh, ow] tensor in x's dtype, channels_last when x is (what the kernel writes)."""
+    fmt = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last)
+                                  and not x.is_contiguous()) else torch.contiguous_format
+    return torch.empty((x.shape[0], out_ch, oh, ow), dtype=x.dtype, device=x.device, memory_format=fmt)
+
+
+def _scalars(alpha: float, gain: float, clamp: float, f64: bool):
+    """(alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo): float32 hi parts, then the float64 remainders."""
+    pairs = [split_f64(float(v), f64) for v in (alpha, gain, clamp)]
+    return tuple(hi for hi, _ in pairs) + tuple(lo for _, lo in pairs)
+
+
+def modconv_bias_act_fwd(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, dcoefs: Optional[torch.Tensor],
+                         noise: Optional[torch.Tensor], bias: Optional[torch.Tensor], padding: Tuple[int, int],
+                         act_code: int, alpha: float, gain: float, clamp: Optional[float],
+                         store_c: bool) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(y, c): the layer's output and (when ``store_c``; else an empty tensor) the raw conv(x * s, w).
+
+    x: [N, I, H, W] float32/float16/bfloat16, any strides; weight: [O, I, kh, kw];
+    styles: [N, I]; dcoefs: None or [N, O]; noise: None or broadcastable
+    to [N, O, OH, OW]; bias: None or [O]; padding: (pad_y, pad_x), symmetric.
+    y and c have x's dtype and memory format (channels_last stays channels_last).
+    """
+    batch, in_ch, h, w = x.shape
+    out_ch, _, kh, kw = weight.shape
+    pad_y, pad_x = padding
+    oh, ow = output_size(h, w, kh, kw, pad_y, pad_x)
+    y = new_output(x, out_ch, oh, ow)
+    c = torch.empty_like(y) if store_c else y.new_empty((0,))
+    m = batch * oh * ow
+    if y.numel() == 0:
+        return y, c
+    f64 = x.dtype == torch.float64
+    acc = torch.float64 if f64 else torch.float32
+    s = styles.to(acc).contiguous()
+    d = dcoefs.to(acc).contiguous() if dcoefs is not None else s
+    nz = noise.expand(batch, out_ch, oh, ow) if noise is not None else y
+    b = bias.contiguous() if bias is not None else s
+    low = x.dtype in (torch.float16, torch.bfloat16) and x.is_cuda and not _interpreting()
+    precision = "tf32" if (x.is_cuda and not _interpreting() and torch.backends.cudnn.allow_tf32) else "ieee"
+    args = (x, weight, s, d, nz, b, y, c if store_c else y,
+            in_ch, h, w, out_ch, oh, ow, m, pad_y, pad_x,
+            *x.stride(), *weight.stride(), *nz.stride(), *y.stride(),
+            *_scalars(alpha, gain, -1.0 if clamp is None else clamp, f64))
+    flags = dict(KH=kh, KW=kw, ACT=act_code, HAS_DEMOD=dcoefs is not None, HAS_NOISE=noise is not None,
+                 HAS_BIAS=bias is not None, HAS_CLAMP=clamp is not None, STORE_C=store_c,
+                 LOW_PRECISION_DOT=low, INPUT_PRECISION=precision, F64=f64)
+    with device_guard(x):
+        if x.is_cuda and not _interpreting():
+            grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(out_ch, meta["BLOCK_N"]))  # noqa: E731
+            _tuned[grid](*args, **flags)
+        else:  # the interpreter: one small tile size (tl.dot needs >= 16)
+            grid = (triton.cdiv(m, 16), triton.cdiv(out_ch, 16))
+            _modconv_bias_act_kernel[grid](*args, **flags, BLOCK_M=16, BLOCK_N=16, BLOCK_K=16)
+    return y, c
