@@ -11,7 +11,8 @@ Run::
     bash benchmarks/gpu.sh OUT_DIR                      # the prepared GPU-machine script
 
 Modules: one per op with its cases (``bench_bias_act``, ``bench_upfirdn2d``,
-``bench_modulated_conv2d``, ``bench_spectral_norm``, ``bench_gradient_penalty`` (with
+``bench_modulated_conv2d``, ``bench_modulated_conv2d_bias_act`` (the one-kernel synthesis
+layer vs the composed one), ``bench_spectral_norm``, ``bench_gradient_penalty`` (with
 the R1 step), ``bench_path_length``, ``bench_e2e``), ``harness`` (timing, passes,
 error check), ``nets`` (config-F D / G as functions of ``gan_fast.ops``), ``presets``.
 
@@ -47,5 +48,5 @@ CPU timings are noisy (shared cores): quote the ratios of one run, never absolut
 
 __all__ = ["OP_MODULES"]
 
-OP_MODULES = ("bench_bias_act", "bench_upfirdn2d", "bench_modulated_conv2d", "bench_spectral_norm",
-              "bench_gradient_penalty", "bench_path_length", "bench_e2e")
+OP_MODULES = ("bench_bias_act", "bench_upfirdn2d", "bench_modulated_conv2d", "bench_modulated_conv2d_bias_act",
+              "bench_spectral_norm", "bench_gradient_penalty", "bench_path_length", "bench_e2e")
