@@ -17,6 +17,13 @@ from typing import Dict, Tuple
 
 import torch
 
+from ..backend import interpreter_enabled as interpreting  # noqa: F401 - one definition, re-exported for kernels
+
+
+def on_gpu(t: torch.Tensor) -> bool:
+    """A CUDA tensor that real GPU kernels will process (not the interpreter)."""
+    return t.device.type == "cuda" and not interpreting()
+
 
 def is_dense(t: torch.Tensor) -> bool:
     """Non-overlapping and dense: the elements fill numel consecutive storage slots in some order."""

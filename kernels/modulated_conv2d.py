@@ -24,14 +24,13 @@ autograd here (see ``gan_fast.fused.modulated_conv2d``).
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import device_guard
+from ._common import device_guard, on_gpu
 
 __all__ = ["DEMOD_EPS", "demod_coefs", "scale_channels", "channel_dot", "modulate_weight"]
 
@@ -39,12 +38,6 @@ DEMOD_EPS = 1e-8
 _INT32_MAX = 2**31 - 1
 
 
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def _gpu(t: torch.Tensor) -> bool:
-    return t.device.type == "cuda" and not _interpreting()
 
 
 def _next_pow2(v: int) -> int:
@@ -105,7 +98,7 @@ def demod_coefs(styles: torch.Tensor, weight: torch.Tensor, eps: float = DEMOD_E
         return d
     block_k = _next_pow2(k)
     block_b = min(max(_next_pow2(b), 16), 64)
-    if _gpu(styles):
+    if on_gpu(styles):
         block_o, block_i, warps = 32, max(16, min(64, 512 // block_k)), 4
     else:
         block_o = min(max(_next_pow2(o), 16), 64)
@@ -182,7 +175,7 @@ def scale_channels(x: torch.Tensor, scale: Optional[torch.Tensor], noise: Option
         nstr = (0, 0, 0, 0)
     use_int64 = numel > _INT32_MAX // 2 or (noise is not None and
                                             sum((s - 1) * st for s, st in zip(noise.shape, nstr)) > _INT32_MAX // 2)
-    block = 1024 if _gpu(x) else min(_next_pow2(numel), 8192)
+    block = 1024 if on_gpu(x) else min(_next_pow2(numel), 8192)
     grid = (triton.cdiv(numel, block),)
     with device_guard(x):
         _scale_channels_kernel[grid](x, scale if scale is not None else x, noise if noise is not None else x, y,
@@ -243,16 +236,16 @@ def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.zeros((n, c), dtype=torch.float32, device=a.device)
     channels_last = a.stride(1) == 1 and c > 1
     if channels_last:
-        block_c = min(_next_pow2(c), 32 if _gpu(a) else 64)
-        block_p = 64 if _gpu(a) else max(1, min(_next_pow2(hw), 4096 // block_c))
+        block_c = min(_next_pow2(c), 32 if on_gpu(a) else 64)
+        block_p = 64 if on_gpu(a) else max(1, min(_next_pow2(hw), 4096 // block_c))
     else:
         block_c = 1
-        block_p = 1024 if _gpu(a) else min(_next_pow2(hw), 4096)
+        block_p = 1024 if on_gpu(a) else min(_next_pow2(hw), 4096)
     num_cb = triton.cdiv(c, block_c)
     programs = n * num_cb
     # Split H*W over more programs when there are few rows (deterministic: partial sums, then one sum).
     splits = 1
-    if _gpu(a):
+    if on_gpu(a):
         target = 4 * torch.cuda.get_device_properties(a.device).multi_processor_count
         splits = max(1, min(triton.cdiv(target, programs), triton.cdiv(hw, 8 * block_p)))
     chunk = triton.cdiv(triton.cdiv(hw, splits), block_p) * block_p
@@ -306,7 +299,7 @@ def modulate_weight(weight: torch.Tensor, styles: torch.Tensor, dcoefs: Optional
         return out
     if dcoefs is not None:
         dcoefs = dcoefs.to(torch.float32).contiguous()
-    block = 1024 if _gpu(weight) else min(_next_pow2(numel), 16384)
+    block = 1024 if on_gpu(weight) else min(_next_pow2(numel), 16384)
     with device_guard(weight):
         _modulate_weight_kernel[(triton.cdiv(numel, block),)](
             w3, styles, dcoefs if dcoefs is not None else w3, out, numel, o, i, kh * kw, *w3.stride(),

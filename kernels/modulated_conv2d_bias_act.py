@@ -25,21 +25,17 @@ No autograd here (see ``gan_fast.fused.modulated_conv2d_bias_act``).
 
 from __future__ import annotations
 
-import os
 from typing import Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import device_guard, split_f64
+from ._common import device_guard, on_gpu, split_f64
 from .bias_act import _act
 
 __all__ = ["modconv_bias_act_fwd", "new_output", "output_size"]
 
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 @triton.jit
@@ -174,8 +170,9 @@ def modconv_bias_act_fwd(x: torch.Tensor, weight: torch.Tensor, styles: torch.Te
     d = dcoefs.to(acc).contiguous() if dcoefs is not None else s
     nz = noise.expand(batch, out_ch, oh, ow) if noise is not None else y
     b = bias.contiguous() if bias is not None else s
-    low = x.dtype in (torch.float16, torch.bfloat16) and x.is_cuda and not _interpreting()
-    precision = "tf32" if (x.is_cuda and not _interpreting() and torch.backends.cudnn.allow_tf32) else "ieee"
+    gpu = on_gpu(x)
+    low = gpu and x.dtype in (torch.float16, torch.bfloat16)
+    precision = "tf32" if (gpu and torch.backends.cudnn.allow_tf32) else "ieee"
     args = (x, weight, s, d, nz, b, y, c if store_c else y,
             in_ch, h, w, out_ch, oh, ow, m, pad_y, pad_x,
             *x.stride(), *weight.stride(), *nz.stride(), *y.stride(),
@@ -184,7 +181,7 @@ def modconv_bias_act_fwd(x: torch.Tensor, weight: torch.Tensor, styles: torch.Te
                  HAS_BIAS=bias is not None, HAS_CLAMP=clamp is not None, STORE_C=store_c,
                  LOW_PRECISION_DOT=low, INPUT_PRECISION=precision, F64=f64)
     with device_guard(x):
-        if x.is_cuda and not _interpreting():
+        if gpu:
             grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(out_ch, meta["BLOCK_N"]))  # noqa: E731
             _tuned[grid](*args, **flags)
         else:  # the interpreter: one small tile size (tl.dot needs >= 16)

@@ -21,14 +21,13 @@ Accumulation is in float32 whatever the storage dtype (fp32/fp16/bf16).
 
 from __future__ import annotations
 
-import os
 from typing import Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import device_guard
+from ._common import device_guard, interpreting
 
 __all__ = ["upfirdn2d_fwd", "output_size", "SEPARABLE_TWO_PASS_MIN_TAPS"]
 
@@ -39,9 +38,6 @@ SEPARABLE_TWO_PASS_MIN_TAPS = 25
 
 _INT32_MAX = 2**31 - 1
 
-
-def _interpreting() -> bool:
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 @triton.jit
@@ -172,7 +168,7 @@ def _launch(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, upx: int, upy: in
 
 
 def _launch_kernel(channels_last, grid, args, consts, c, oh, ow, cuda):
-    if _interpreting() or not cuda:
+    if interpreting() or not cuda:
         # Interpreter (tests): few, large programs; autotuning would only waste time.
         if channels_last:
             block_c = min(_next_pow2(c), 64)
