@@ -48,9 +48,10 @@ __all__ = ["bias_act_fwd", "bias_act_grad", "bias_act_grad2", "ACT_CODES"]
 ACT_CODES = {"linear": 0, "relu": 1, "lrelu": 2, "tanh": 3, "sigmoid": 4, "elu": 5, "selu": 6, "softplus": 7,
              "swish": 8}
 
-_SELU_ALPHA = 1.6732632423543772848170429916717
-_SELU_SCALE = 1.0507009873554804934193349852946
-_SOFTPLUS_THRESHOLD = 20.0
+# tl.constexpr: compiled Triton (>= 3.0) rejects plain Python globals read in jit code; the interpreter does not.
+_SELU_ALPHA = tl.constexpr(1.6732632423543772848170429916717)
+_SELU_SCALE = tl.constexpr(1.0507009873554804934193349852946)
+_SOFTPLUS_THRESHOLD = tl.constexpr(20.0)
 
 _MODE_FWD, _MODE_GRAD, _MODE_GRAD2 = 0, 1, 2
 _INT32_LIMIT = 2**31 - 1
