@@ -17,6 +17,8 @@ from conftest import fast_backends
 from gan_fast import ops
 from gan_fast.kernels import modulated_conv2d as K
 from gan_fast.ops.upfirdn2d import setup_filter
+from parity import assert_close_scaled as _close
+from parity import assert_parity
 
 mc_mod = importlib.import_module("gan_fast.ops.modulated_conv2d")  # the module, not the function
 BACKENDS = fast_backends(mc_mod.FAST_BACKENDS)
@@ -63,10 +65,6 @@ def _run(impl, args, kw, demodulate, fused, grads=True, seed=1):
     leaves = [a for a in args if a is not None]
     gr = torch.autograd.grad((y * r).sum(), leaves)
     return y, gr
-
-
-def _close(a, b, tol=2e-4):
-    torch.testing.assert_close(a.float(), b.float(), rtol=tol, atol=tol * max(1.0, b.abs().max().item()))
 
 
 @pytest.mark.parametrize("impl", BACKENDS)
@@ -172,11 +170,7 @@ def test_fp16_small(impl, layer, fused, device):
     args, kw = _inputs(device, layer, dtype=torch.float16, seed=14)
     y_ref, g_ref = _run("ref", args, kw, True, fused)
     y, g = _run(impl, args, kw, True, fused)
-    assert y.dtype == torch.float16
-    _close(y, y_ref, tol=1e-2)
-    for a, b in zip(g, g_ref):
-        assert a.dtype == b.dtype
-        _close(a, b, tol=2e-2)
+    assert_parity(y, g, y_ref, g_ref, torch.float16, 1e-2, 2e-2)
 
 
 @pytest.mark.parametrize("impl", BACKENDS)
