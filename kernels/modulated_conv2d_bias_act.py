@@ -20,6 +20,11 @@ does for the composed layer) or float32 (TF32 when
 under the interpreter). The epilogue is float32 (float64 for float64 x, where
 the whole kernel computes in float64); y and c are stored in x's dtype.
 Activations and outputs may be contiguous or channels_last (any strides).
+
+:func:`demod_bias_act_fwd` is the same epilogue as its own elementwise kernel,
+for the layers whose convolution stays on cuDNN (the up-2 layers, and every
+layer unless the implicit GEMM is chosen): ``y = clamp(act(c * d + noise + bias)
+* gain)`` in one read of ``c`` and one write of ``y``.
 No autograd here (see ``gan_fast.fused.modulated_conv2d_bias_act``).
 """
 
@@ -34,8 +39,33 @@ import triton.language as tl
 from ._common import device_guard, on_gpu, split_f64
 from .bias_act import _act
 
-__all__ = ["modconv_bias_act_fwd", "new_output", "output_size"]
+__all__ = ["modconv_bias_act_fwd", "demod_bias_act_fwd", "new_output", "output_size"]
 
+
+@triton.jit
+def _epilogue(z, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, snc, snh, snw,
+              alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo,
+              ACT: tl.constexpr, HAS_DEMOD: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr,
+              HAS_CLAMP: tl.constexpr, F64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """clamp(act(z * d[n, o] + noise + bias[o]) * gain) for a [BLOCK_M pixels, BLOCK_N channels] tile."""
+    if F64:  # the float64 scalars arrive as float32 pairs hi + lo
+        zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float64)
+        alpha = (zero + alpha) + alpha_lo
+        gain = (zero + gain) + gain_lo
+        clamp = (zero + clamp) + clamp_lo
+    if HAS_DEMOD:
+        z = z * tl.load(d_ptr + n[:, None] * O + rn[None, :], mask=mask, other=0.0)
+    if HAS_NOISE:
+        noise_off = (n.to(tl.int64) * snn + oy.to(tl.int64) * snh + ox.to(tl.int64) * snw)[:, None] + \
+            rn[None, :].to(tl.int64) * snc
+        z = z + tl.load(noise_ptr + noise_off, mask=mask, other=0.0).to(z.dtype)
+    if HAS_BIAS:
+        z = z + tl.load(b_ptr + rn, mask=mask_n, other=0.0).to(z.dtype)[None, :]
+    y, _d1, _d2 = _act(z, alpha, ACT, F64)
+    y = y * gain
+    if HAS_CLAMP:
+        y = tl.minimum(tl.maximum(y, -clamp), clamp)
+    return y
 
 
 @triton.jit
@@ -97,25 +127,45 @@ def _modconv_bias_act_kernel(
         rn[None, :].to(tl.int64) * syc
     if STORE_C:
         tl.store(c_ptr + out_off, acc.to(c_ptr.dtype.element_ty), mask=mask)
-    z = acc
-    if F64:  # the float64 scalars arrive as float32 pairs hi + lo
-        zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float64)
-        alpha = (zero + alpha) + alpha_lo
-        gain = (zero + gain) + gain_lo
-        clamp = (zero + clamp) + clamp_lo
-    if HAS_DEMOD:
-        z = z * tl.load(d_ptr + n[:, None] * O + rn[None, :], mask=mask, other=0.0)
-    if HAS_NOISE:
-        noise_off = (n.to(tl.int64) * snn + oy.to(tl.int64) * snh + ox.to(tl.int64) * snw)[:, None] + \
-            rn[None, :].to(tl.int64) * snc
-        z = z + tl.load(noise_ptr + noise_off, mask=mask, other=0.0).to(cdt)
-    if HAS_BIAS:
-        z = z + tl.load(b_ptr + rn, mask=mask_n, other=0.0).to(cdt)[None, :]
-    y, _d1, _d2 = _act(z, alpha, ACT, F64)
-    y = y * gain
-    if HAS_CLAMP:
-        y = tl.minimum(tl.maximum(y, -clamp), clamp)
+    y = _epilogue(acc, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, snc, snh, snw,
+                  alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo,
+                  ACT, HAS_DEMOD, HAS_NOISE, HAS_BIAS, HAS_CLAMP, F64, BLOCK_M, BLOCK_N)
     tl.store(y_ptr + out_off, y.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _demod_bias_act_kernel(
+    c_ptr, d_ptr, noise_ptr, b_ptr, y_ptr,
+    O, OH, OW, M,
+    scn, scc, sch, scw,
+    snn, snc, snh, snw,
+    syn, syc, syh, syw,
+    alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo,
+    ACT: tl.constexpr, HAS_DEMOD: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr,
+    HAS_CLAMP: tl.constexpr, F64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    rm = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)  # pixels, (n, oy, ox) flattened
+    rn = tl.program_id(1) * BLOCK_N + tl.arange(0, BLOCK_N)  # channels
+    mask_m = rm < M
+    mask_n = rn < O
+    mask = mask_m[:, None] & mask_n[None, :]
+    ohw = OH * OW
+    n = rm // ohw
+    rem = rm % ohw
+    oy = rem // OW
+    ox = rem % OW
+    c_off = (n.to(tl.int64) * scn + oy.to(tl.int64) * sch + ox.to(tl.int64) * scw)[:, None] + \
+        rn[None, :].to(tl.int64) * scc
+    if F64:
+        z = tl.load(c_ptr + c_off, mask=mask, other=0.0).to(tl.float64)
+    else:
+        z = tl.load(c_ptr + c_off, mask=mask, other=0.0).to(tl.float32)
+    y = _epilogue(z, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, snc, snh, snw,
+                  alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo,
+                  ACT, HAS_DEMOD, HAS_NOISE, HAS_BIAS, HAS_CLAMP, F64, BLOCK_M, BLOCK_N)
+    y_off = (n.to(tl.int64) * syn + oy.to(tl.int64) * syh + ox.to(tl.int64) * syw)[:, None] + \
+        rn[None, :].to(tl.int64) * syc
+    tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
 # A small space (first call on a new shape tunes 4 configs), cached per (I, O, pixels, kernel size, dtype path).
@@ -188,3 +238,34 @@ def modconv_bias_act_fwd(x: torch.Tensor, weight: torch.Tensor, styles: torch.Te
             grid = (triton.cdiv(m, 16), triton.cdiv(out_ch, 16))
             _modconv_bias_act_kernel[grid](*args, **flags, BLOCK_M=16, BLOCK_N=16, BLOCK_K=16)
     return y, c
+
+
+def demod_bias_act_fwd(c: torch.Tensor, dcoefs: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                       bias: Optional[torch.Tensor], act_code: int, alpha: float, gain: float,
+                       clamp: Optional[float]) -> torch.Tensor:
+    """y = clamp(act(c * d[n, o] + noise + bias[o]) * gain): the layer epilogue after a cuDNN convolution.
+
+    c: [N, O, H, W] float32/float16/bfloat16/float64, any strides; dcoefs: None or [N, O];
+    noise: None or broadcastable to c; bias: None or [O]. y has c's dtype and memory format.
+    """
+    batch, out_ch, oh, ow = c.shape
+    y = new_output(c, out_ch, oh, ow)
+    if y.numel() == 0:
+        return y
+    f64 = c.dtype == torch.float64
+    acc = torch.float64 if f64 else torch.float32
+    d = dcoefs.to(acc).contiguous() if dcoefs is not None else y
+    nz = noise.expand(batch, out_ch, oh, ow) if noise is not None else y
+    b = bias.contiguous() if bias is not None else y
+    m = batch * oh * ow
+    # Channel-major tiles when channels are contiguous (channels_last), pixel-major otherwise.
+    block_m, block_n = (32, 64) if c.stride(1) == 1 else (128, 16)
+    if not on_gpu(c):
+        block_m, block_n = 16, 16
+    with device_guard(c):
+        _demod_bias_act_kernel[(triton.cdiv(m, block_m), triton.cdiv(out_ch, block_n))](
+            c, d, nz, b, y, out_ch, oh, ow, m, *c.stride(), *nz.stride(), *y.stride(),
+            *_scalars(alpha, gain, -1.0 if clamp is None else clamp, f64),
+            ACT=act_code, HAS_DEMOD=dcoefs is not None, HAS_NOISE=noise is not None, HAS_BIAS=bias is not None,
+            HAS_CLAMP=clamp is not None, F64=f64, BLOCK_M=block_m, BLOCK_N=block_n)
+    return y

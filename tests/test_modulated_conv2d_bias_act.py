@@ -1,11 +1,13 @@
-"""modulated_conv2d_bias_act: the one-kernel synthesis layer against its definition and its reference.
+"""modulated_conv2d_bias_act: the fused synthesis layer against its definition and its reference.
 
 The reference is the composition bias_act(modulated_conv2d(...)); the Triton
-backend (one implicit-GEMM kernel, backward on cuDNN + the bias_act VJP) is
-checked against it on forward, all first-order gradients and the second order
-(path length through the styles, R1 through x), on odd shapes, channels_last,
-non-contiguous inputs and every noise shape. On CPU the kernel runs under
-TRITON_INTERPRET=1 at small shapes; the gpu tests repeat it at config-F sizes.
+backend — both algorithms: cuDNN convolution + one fused epilogue kernel, and
+the one-kernel implicit GEMM — is checked against it on forward, all
+first-order gradients and the second order (path length through the styles,
+R1 through x), on the StyleGAN2 layers (3x3, up 2, down 2, 1x1 ToRGB), odd
+shapes, channels_last, non-contiguous inputs and every noise shape. On CPU the
+kernels run under TRITON_INTERPRET=1 at small shapes; the gpu tests repeat it
+at config-F sizes.
 """
 
 import importlib
@@ -17,63 +19,94 @@ from torch.library import opcheck
 
 from conftest import fast_backends
 from gan_fast import conv2d_gradfix, ops
+from gan_fast.checks import padding4
+from gan_fast.ops.modulated_conv2d import check_output_size
+from parity import assert_close_scaled as _close
+from parity import assert_parity
 
 op_mod = importlib.import_module("gan_fast.ops.modulated_conv2d_bias_act")
-BACKENDS = fast_backends(op_mod.FAST_BACKENDS)
+# "triton:cudnn", "triton:implicit_gemm": each fast backend with each of its algorithms.
+BACKENDS = [f"{impl}:{alg}" for impl in fast_backends(op_mod.FAST_BACKENDS) for alg in op_mod.ALGORITHMS]
+CUDNN_BACKENDS = [b for b in BACKENDS if b.endswith(":cudnn")]
 
-# name: (kernel, padding) — the 3x3 synthesis conv, ToRGB's 1x1, and a [px, py] pair that changes the size.
-LAYERS = {"conv3": (3, 1), "torgb": (1, 0), "pad_pair": (3, [0, 1])}
+# name: (kernel, up, down, padding) — the 3x3 synthesis conv, its up-2 form, a down-2 conv, ToRGB's 1x1,
+# and a [px, py] pair that changes the size. The implicit GEMM takes the stride-1 ones.
+LAYERS = {"conv3": (3, 1, 1, 1), "up2": (3, 2, 1, 1), "down2": (3, 1, 2, 1), "torgb": (1, 1, 1, 0),
+          "pad_pair": (3, 1, 1, [0, 1])}
+STRIDE1 = ("conv3", "torgb", "pad_pair")
 # (act, clamp) as StyleGAN2 uses them (lrelu with conv_clamp, linear ToRGB) and one smooth activation.
 ACTS = [("lrelu", 1.5), ("linear", None), ("swish", None)]
 
 
+def _layer_kwargs(layer, device):
+    k, up, down, pad = LAYERS[layer]
+    f = ops.setup_filter([1, 3, 3, 1], device=device) if up > 1 or down > 1 else None
+    return dict(up=up, down=down, padding=pad, resample_filter=f, flip_weight=up == 1)
+
+
 def _inputs(device, layer="conv3", n=2, i=5, o=6, h=7, w=6, dtype=torch.float32, noise="per_sample", seed=0):
-    k, pad = LAYERS[layer]
+    k = LAYERS[layer][0]
+    kw = _layer_kwargs(layer, device)
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(n, i, h, w, generator=g, dtype=torch.float64)
     weight = torch.randn(o, i, k, k, generator=g, dtype=torch.float64)
     styles = torch.randn(n, i, generator=g, dtype=torch.float64) + 1.0
     bias = torch.randn(o, generator=g, dtype=torch.float64)
-    px, py = (pad, pad) if isinstance(pad, int) else pad
-    oh, ow = h + 2 * py - k + 1, w + 2 * px - k + 1
+    oh, ow = check_output_size("test", x, weight, kw["resample_filter"], kw["up"], kw["down"],
+                               padding4("padding", kw["padding"]))
     nz = {"per_sample": lambda: torch.randn(n, 1, oh, ow, generator=g, dtype=torch.float64),
           "full": lambda: torch.randn(n, o, oh, ow, generator=g, dtype=torch.float64),
           "shared": lambda: torch.randn(1, 1, oh, ow, generator=g, dtype=torch.float64),
           None: lambda: None}[noise]()
     cast = lambda t: None if t is None else t.to(device=device, dtype=dtype)  # noqa: E731
-    return [cast(x), cast(weight), cast(styles), cast(bias), cast(nz)], pad
+    if kw["resample_filter"] is not None and dtype == torch.float64:
+        kw["resample_filter"] = kw["resample_filter"].double()
+    return [cast(x), cast(weight), cast(styles), cast(bias), cast(nz)], kw
 
 
-def _run(impl, args, pad, act, clamp, demodulate=True, seed=1):
+def _impl(backend):
+    """'triton:cudnn' -> dict(impl='triton', algorithm='cudnn'); 'ref' -> dict(impl='ref')."""
+    impl, _, alg = backend.partition(":")
+    return dict(impl=impl, algorithm=alg or None)
+
+
+def _layer(backend, *args, **kw):
+    return ops.modulated_conv2d_bias_act(*args, **kw, **_impl(backend))
+
+
+def _run(backend, args, kw, act, clamp, demodulate=True, seed=1):
     """(y, grads of <y, r> w.r.t. every input)."""
     leaves = [None if a is None else a.detach().clone().requires_grad_() for a in args]
-    y = ops.modulated_conv2d_bias_act(*leaves, padding=pad, demodulate=demodulate, act=act, clamp=clamp, impl=impl)
+    y = _layer(backend, *leaves, **kw, demodulate=demodulate, act=act, clamp=clamp)
     r = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
     used = [a for a in leaves if a is not None]
     return y, torch.autograd.grad((y * r.to(y)).sum(), used)
 
 
-def _close(a, b, tol=2e-4):
-    torch.testing.assert_close(a.double(), b.double(), rtol=tol, atol=tol * max(1.0, b.abs().max().item()))
+def _combos(layers):
+    """(backend, layer) pairs; the implicit GEMM takes the stride-1 layers (others: a ValueError, tested)."""
+    return [(b, layer) for b in BACKENDS for layer in layers
+            if layer in STRIDE1 or not b.endswith(":implicit_gemm")]
 
 
 # ---- the reference ------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("layer", list(LAYERS))
 @pytest.mark.parametrize("act,clamp", ACTS)
-def test_reference_is_the_composition(act, clamp):
+def test_reference_is_the_composition(layer, act, clamp):
     """Against the other algorithm (fused_modconv=True, grouped conv) of modulated_conv2d, then bias_act."""
-    (x, w, s, b, nz), pad = _inputs(torch.device("cpu"), dtype=torch.float64)
-    y = ops.modulated_conv2d_bias_act(x, w, s, b, nz, padding=pad, act=act, clamp=clamp, impl="ref")
-    want = ops.bias_act(ops.modulated_conv2d(x, w, s, nz, padding=pad, fused_modconv=True, impl="ref"), b,
+    (x, w, s, b, nz), kw = _inputs(torch.device("cpu"), layer, dtype=torch.float64)
+    y = ops.modulated_conv2d_bias_act(x, w, s, b, nz, **kw, act=act, clamp=clamp, impl="ref")
+    want = ops.bias_act(ops.modulated_conv2d(x, w, s, nz, **kw, fused_modconv=True, impl="ref"), b,
                         act=act, clamp=clamp, impl="ref")
     torch.testing.assert_close(y, want)
 
 
 def test_reference_gradcheck_gradgradcheck():
-    (x, w, s, b, nz), pad = _inputs(torch.device("cpu"), n=1, i=2, o=2, h=4, w=3, dtype=torch.float64)
+    (x, w, s, b, nz), kw = _inputs(torch.device("cpu"), n=1, i=2, o=2, h=4, w=3, dtype=torch.float64)
     leaves = [t.requires_grad_() for t in (x, w, s, b, nz)]
-    fn = lambda x, w, s, b, nz: ops.modulated_conv2d_bias_act(x, w, s, b, nz, padding=pad, act="swish",  # noqa
+    fn = lambda x, w, s, b, nz: ops.modulated_conv2d_bias_act(x, w, s, b, nz, **kw, act="swish",  # noqa: E731
                                                                impl="ref")
     assert torch.autograd.gradcheck(fn, leaves)
     assert torch.autograd.gradgradcheck(fn, leaves)
@@ -81,124 +114,133 @@ def test_reference_gradcheck_gradgradcheck():
 
 def test_validation_names_the_argument():
     (x, w, s, b, nz), _ = _inputs(torch.device("cpu"))
+    f = ops.setup_filter([1, 3, 3, 1])
     with pytest.raises(ValueError, match=r"bias must have shape \[6\]"):
         ops.modulated_conv2d_bias_act(x, w, s, b[:3])
     with pytest.raises(ValueError, match=r"styles must have shape \[2, 5\]"):
         ops.modulated_conv2d_bias_act(x, w, s[:, :4], b)
     with pytest.raises(ValueError, match="padding"):
-        ops.modulated_conv2d_bias_act(x, w, s, b, padding=[1, 1, 1, 1])
-    with pytest.raises(ValueError, match="padding"):
-        ops.modulated_conv2d_bias_act(x, w, s, b, padding=-1)
+        ops.modulated_conv2d_bias_act(x, w, s, b, padding=[1, 1, 1])
     with pytest.raises(ValueError, match="leaves no output"):
         ops.modulated_conv2d_bias_act(x[:, :, :2, :2], w, s, b)
     with pytest.raises(ValueError, match="act must be one of"):
         ops.modulated_conv2d_bias_act(x, w, s, b, act="gelu")
     with pytest.raises(TypeError, match="x must be a torch.Tensor"):
         ops.modulated_conv2d_bias_act(x.numpy(), w, s, b)
+    with pytest.raises(ValueError, match=r"noise must be broadcastable to the output \[2, 6, 5, 4\]"):
+        ops.modulated_conv2d_bias_act(x, w, s, b, nz)  # nz fits padding 1; without padding the output shrinks
+    with pytest.raises(ValueError, match="resample_filter is required"):
+        ops.modulated_conv2d_bias_act(x, w, s, b, up=2, padding=1)
+    with pytest.raises(ValueError, match="algorithm must be None or one of"):
+        ops.modulated_conv2d_bias_act(x, w, s, b, padding=1, algorithm="winograd")
+    with pytest.raises(ValueError, match="implicit_gemm' needs up = down = 1"):
+        ops.modulated_conv2d_bias_act(x, w, s, b, up=2, padding=1, resample_filter=f, algorithm="implicit_gemm")
+    with pytest.raises(ValueError, match="implicit_gemm' needs an int or"):
+        ops.modulated_conv2d_bias_act(x, w, s, b, padding=[1, 0, 1, 1], algorithm="implicit_gemm")
+    with pytest.raises(ValueError, match="flip_weight=True"):
+        ops.modulated_conv2d_bias_act(x, w, s, b, padding=1, flip_weight=False, algorithm="implicit_gemm")
 
 
 # ---- the fast backend against the reference -------------------------------------------------------
 
 
-@pytest.mark.parametrize("impl", BACKENDS)
-@pytest.mark.parametrize("layer", list(LAYERS))
+@pytest.mark.parametrize("impl,layer", _combos(LAYERS))
 @pytest.mark.parametrize("act,clamp", ACTS)
 @pytest.mark.parametrize("demodulate", [True, False])
 def test_forward_and_grads(impl, layer, act, clamp, demodulate, device):
-    args, pad = _inputs(device, layer, seed=2)
-    y_ref, g_ref = _run("ref", args, pad, act, clamp, demodulate)
-    y, g = _run(impl, args, pad, act, clamp, demodulate)
-    assert y.shape == y_ref.shape and y.dtype == y_ref.dtype
-    _close(y, y_ref)
-    for name, a, b in zip(("x", "weight", "styles", "bias", "noise"), g, g_ref):
-        assert a.shape == b.shape and a.dtype == b.dtype, name
-        _close(a, b)
+    args, kw = _inputs(device, layer, seed=2)
+    y_ref, g_ref = _run("ref", args, kw, act, clamp, demodulate)
+    y, g = _run(impl, args, kw, act, clamp, demodulate)
+    assert_parity(y, g, y_ref, g_ref, y_ref.dtype, 2e-4, 2e-4)
 
 
 @pytest.mark.parametrize("impl", BACKENDS)
 @pytest.mark.parametrize("noise", [None, "shared", "full"])
 def test_noise_shapes(impl, noise, device):
-    args, pad = _inputs(device, noise=noise, seed=3)
-    y_ref, g_ref = _run("ref", args, pad, "lrelu", None)
-    y, g = _run(impl, args, pad, "lrelu", None)
-    _close(y, y_ref)
-    for a, b in zip(g, g_ref):
-        assert a.shape == b.shape
-        _close(a, b)
+    args, kw = _inputs(device, noise=noise, seed=3)
+    y_ref, g_ref = _run("ref", args, kw, "lrelu", None)
+    y, g = _run(impl, args, kw, "lrelu", None)
+    assert_parity(y, g, y_ref, g_ref, y_ref.dtype, 2e-4, 2e-4)
 
 
-@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("impl,layer", _combos(["conv3", "up2"]))
 @pytest.mark.parametrize("layout", ["channels_last", "sliced"])
-def test_layouts(impl, layout, device):
-    args, pad = _inputs(device, seed=4, w=9)
+def test_layouts(impl, layer, layout, device):
+    args, kw = _inputs(device, layer, seed=4, w=9)
     if layout == "channels_last":
         args[0] = args[0].to(memory_format=torch.channels_last)
     else:  # a non-contiguous view: every other column
         args[0] = args[0][:, :, :, ::2]
         args[4] = None
-    y_ref, g_ref = _run("ref", args, pad, "lrelu", 1.0)
-    y, g = _run(impl, args, pad, "lrelu", 1.0)
-    _close(y, y_ref)
-    for a, b in zip(g, g_ref):
-        _close(a, b)
+    y_ref, g_ref = _run("ref", args, kw, "lrelu", 1.0)
+    y, g = _run(impl, args, kw, "lrelu", 1.0)
+    assert_parity(y, g, y_ref, g_ref, y_ref.dtype, 2e-4, 2e-4)
     if layout == "channels_last":
         assert y.is_contiguous(memory_format=torch.channels_last)
 
 
-def _second_order(impl, args, pad, wrt):
+def _second_order(impl, args, kw, wrt):
     """grad of |d<y, r>/d args[wrt]|^2 w.r.t. x, weight, styles, bias: path length (wrt styles), R1 (wrt x)."""
     leaves = [None if a is None else a.detach().clone().requires_grad_() for a in args]
-    y = ops.modulated_conv2d_bias_act(*leaves, padding=pad, act="lrelu", clamp=1.5, impl=impl)
+    y = _layer(impl, *leaves, **kw, act="lrelu", clamp=1.5)
     r = torch.randn(y.shape, generator=torch.Generator().manual_seed(7), dtype=torch.float64).to(y)
     (gi,) = torch.autograd.grad((y * r).sum(), [leaves[wrt]], create_graph=True)
     return gi, torch.autograd.grad(gi.square().sum(), leaves[:4], allow_unused=True, materialize_grads=True)
 
 
-@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("impl,layer", _combos(["conv3", "up2"]))
 @pytest.mark.parametrize("wrt", [2, 0], ids=["path_length", "r1"])
-def test_second_order(impl, wrt, device):
-    args, pad = _inputs(device, seed=5)
-    gi_ref, want = _second_order("ref", args, pad, wrt)
-    gi, got = _second_order(impl, args, pad, wrt)
+def test_second_order(impl, layer, wrt, device):
+    args, kw = _inputs(device, layer, seed=5)
+    gi_ref, want = _second_order("ref", args, kw, wrt)
+    gi, got = _second_order(impl, args, kw, wrt)
     _close(gi, gi_ref)
     for a, b in zip(got, want):
         _close(a, b, tol=5e-4)
 
 
-@pytest.mark.parametrize("impl", BACKENDS)
-def test_gradcheck_gradgradcheck_float64(impl, device):
-    (x, w, s, b, nz), pad = _inputs(device, n=1, i=2, o=2, h=4, w=3, dtype=torch.float64, seed=6)
+@pytest.mark.parametrize("impl,layer", _combos(["conv3", "up2"]))
+def test_gradcheck_gradgradcheck_float64(impl, layer, device):
+    (x, w, s, b, nz), kw = _inputs(device, layer, n=1, i=2, o=2, h=4, w=3, dtype=torch.float64, seed=6)
     leaves = [t.requires_grad_() for t in (x, w, s, b, nz)]
-    fn = lambda x, w, s, b, nz: ops.modulated_conv2d_bias_act(x, w, s, b, nz, padding=pad, act="lrelu",  # noqa
-                                                               impl=impl)
+    fn = lambda x, w, s, b, nz: _layer(impl, x, w, s, b, nz, **kw, act="lrelu")  # noqa: E731
     assert torch.autograd.gradcheck(fn, leaves)
     assert torch.autograd.gradgradcheck(fn, leaves)
 
 
 @pytest.mark.parametrize("impl", BACKENDS)
-def test_float16(impl, device):
-    args, pad = _inputs(device, dtype=torch.float16, seed=9)
-    y_ref, g_ref = _run("ref", args, pad, "lrelu", 256.0)
-    y, g = _run(impl, args, pad, "lrelu", 256.0)
-    assert y.dtype == torch.float16
-    _close(y, y_ref, tol=1e-2)
-    for a, b in zip(g, g_ref):
-        assert a.dtype == b.dtype
-        _close(a, b, tol=2e-2)
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision(impl, dtype, device):
+    args, kw = _inputs(device, dtype=dtype, seed=9)
+    y_ref, g_ref = _run("ref", args, kw, "lrelu", 256.0)
+    y, g = _run(impl, args, kw, "lrelu", 256.0)
+    tol = {torch.float16: 1e-2, torch.bfloat16: 5e-2}[dtype]
+    assert_parity(y, g, y_ref, g_ref, dtype, tol, 2 * tol)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_autocast_runs_in_the_autocast_dtype(impl, device):
+    """float32 inputs under autocast: the output has the autocast dtype, as the composed layer's does."""
+    args, kw = _inputs(device, seed=11)
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    with torch.autocast(device.type, dtype=dtype):  # a smooth activation: no kink for rounding to flip
+        y_ref, g_ref = _run("ref", args, kw, "swish", 256.0)
+        y, g = _run(impl, args, kw, "swish", 256.0)
+    assert y_ref.dtype == dtype
+    assert_parity(y, g, y_ref, g_ref, dtype, 5e-2, 1e-1)
 
 
 @pytest.mark.parametrize("impl", BACKENDS)
 def test_no_weight_gradients_and_no_grad(impl, device):
-    args, pad = _inputs(device, noise=None, seed=8)
+    args, kw = _inputs(device, noise=None, seed=8)
     x, w, s = (t.detach().clone().requires_grad_() for t in args[:3])
     # Without demodulation the convolution is weight's only use (with it, d depends on weight too).
-    y = ops.modulated_conv2d_bias_act(x, w, s, args[3], padding=pad, act="lrelu", demodulate=False, impl=impl)
+    y = _layer(impl, x, w, s, args[3], **kw, act="lrelu", demodulate=False)
     with conv2d_gradfix.no_weight_gradients():
         y.square().sum().backward()
     assert w.grad is None and x.grad is not None and s.grad is not None
-    with torch.no_grad():  # inference: the kernel skips the saved conv output
-        y2 = ops.modulated_conv2d_bias_act(x, w, s, args[3], padding=pad, act="lrelu", demodulate=False,
-                                           impl=impl)
+    with torch.no_grad():  # inference: the implicit GEMM skips the saved conv output
+        y2 = _layer(impl, x, w, s, args[3], **kw, act="lrelu", demodulate=False)
     _close(y2, y.detach())
 
 
@@ -208,27 +250,36 @@ def test_opcheck(impl, device):
 
     (x, w, s, b, nz), _ = _inputs(device, seed=10)
     d = torch.rand(x.shape[0], w.shape[0], device=device) + 0.5
-    opcheck(fused._fwd_op, (x, w, s, d, nz, b, 1, 1, 2, 0.2, math.sqrt(2), 1.0, True),
-            test_utils=("test_schema", "test_faketensor"))
+    if impl.endswith(":implicit_gemm"):
+        opcheck(fused._fwd_op, (x, w, s, d, nz, b, 1, 1, 2, 0.2, math.sqrt(2), 1.0, True),
+                test_utils=("test_schema", "test_faketensor"))
+    else:
+        c = torch.randn(2, 6, 7, 6, device=device).to(memory_format=torch.channels_last)
+        opcheck(fused._epilogue_op, (c, d, nz, b, 2, 0.2, math.sqrt(2), 1.0),
+                test_utils=("test_schema", "test_faketensor"))
 
 
 # ---- full size on a GPU ----------------------------------------------------------------------------
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("shape", [(8, 512, 512, 16, "conv3"), (8, 128, 128, 64, "conv3"),
-                                   (8, 512, 3, 32, "torgb")])
+@pytest.mark.parametrize("algorithm,shape", [
+    (a, shape) for a in op_mod.ALGORITHMS
+    for shape in [(8, 512, 512, 16, "conv3"), (8, 128, 128, 64, "conv3"), (8, 512, 256, 32, "up2"),
+                  (8, 512, 3, 32, "torgb")]
+    if a == "cudnn" or shape[4] in STRIDE1])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_full_size_gpu(shape, dtype, channels_last):
+def test_full_size_gpu(algorithm, shape, dtype, channels_last):
     n, i, o, h, layer = shape
-    args, pad = _inputs(torch.device("cuda"), layer, n=n, i=i, o=o, h=h, w=h, dtype=dtype, seed=12)
+    args, kw = _inputs(torch.device("cuda"), layer, n=n, i=i, o=o, h=h, w=h, dtype=dtype, seed=12)
     args[1] = args[1] / (i * LAYERS[layer][0] ** 2) ** 0.5
     if channels_last:
         args[0] = args[0].to(memory_format=torch.channels_last)
     act, clamp = ("linear", None) if layer == "torgb" else ("lrelu", 256.0)
-    y_ref, g_ref = _run("ref", [None if a is None else a.float() for a in args], pad, act, clamp, layer != "torgb")
-    y, g = _run("triton", args, pad, act, clamp, layer != "torgb")
+    y_ref, g_ref = _run("ref", [None if a is None else a.float() for a in args], kw, act, clamp, layer != "torgb")
+    y, g = _run(f"triton:{algorithm}", args, kw, act, clamp, layer != "torgb")
+    # float32: both sides use TF32 convolutions (PyTorch's cuDNN default), hence 5e-3.
     tol = {torch.float32: 5e-3, torch.float16: 2e-2, torch.bfloat16: 8e-2}[dtype]
     _close(y, y_ref, tol)
     for a, b in zip(g, g_ref):

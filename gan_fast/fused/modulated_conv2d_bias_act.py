@@ -1,26 +1,30 @@
-"""Autograd glue for the one-kernel synthesis layer (``gan_fast.kernels.modulated_conv2d_bias_act``).
+"""Autograd glue for the fused synthesis layer (``gan_fast.kernels.modulated_conv2d_bias_act``).
 
-Forward: ``d = _Demod(styles, weight)`` (the [N, O] demodulation coefficients,
-differentiable, from ``gan_fast.fused.modulated_conv2d``; plain torch ops for
-float64), then one launch of the
-fused kernel, an opaque ``torch.library.custom_op`` with ``register_fake``, giving
-``y`` and the raw convolution ``c = conv(x * s, w)``.
+Two algorithms, the same result (``gan_fast.ops.modulated_conv2d_bias_act`` picks one):
 
-``_ModconvBiasAct(x, weight, styles, d, noise, bias) -> (y, c)`` saves only its
-inputs and outputs (so double backward is exact, DESIGN.md). ``c`` is a real,
-differentiable output: the backward reads it, so the second order must reach
-through it. The backward is plain differentiable ops plus the bias_act VJP:
+* ``cudnn``: ``c = conv2d_resample(x * s, w)`` — the Triton ``x * s`` pass, the
+  cuDNN convolution (transposed for up 2) and the Triton upfirdn2d FIR, all
+  from ``gan_fast.fused.modulated_conv2d`` — then **one** epilogue kernel
+  ``y = clamp(act(c * d + noise + bias) * gain)`` (``_DemodBiasAct``), where the
+  composed layer makes two passes (``c * d + noise``, then ``bias_act``) and
+  keeps both intermediates for backward. Any up/down, any padding.
+* ``implicit_gemm``: the whole stride-1 layer in one kernel (``_ModconvBiasAct``):
+  an implicit-GEMM convolution with the style scaling on load and the same
+  epilogue; it also writes the raw convolution ``c`` for the backward.
+
+Both Functions save only their inputs and outputs (so double backward is exact,
+DESIGN.md) and share the epilogue's backward, ``_epilogue_vjp``, made of
+differentiable pieces::
 
     z0 = c * d + noise                        (pre-activation without the bias)
-    dz = bias_act_vjp(gy, z0, bias)           (+ gc * ... when c's own gradient arrives)
-    g_bias = sum dz,  g_noise = dz summed to noise's shape
-    gc_total = dz * d + gc,  g_d = sum_hw dz * c
-    g_xs, g_w = convolution_backward(gc_total, x * s, w)   (cuDNN; honours no_weight_gradients)
-    g_x = g_xs * s,  g_s = sum_hw g_xs * x
+    dz = bias_act_vjp(gy, z0, bias)
+    g_bias = sum dz,  g_noise = dz summed to noise's shape   (float32 sums)
+    g_c = dz * d,     g_d = sum_hw dz * c
 
-so the first backward costs what the composed layer's does (the convolutions
-on cuDNN, the measured choice DESIGN.md prefers), and path-length double
-backward through G stays exact.
+after which ``implicit_gemm`` runs ``convolution_backward`` on cuDNN (honouring
+``no_weight_gradients``) and ``cudnn`` lets autograd differentiate its
+convolution. ``c`` in ``_ModconvBiasAct`` is a real, differentiable output: the
+backward reads it, so the second order (path length through G) reaches it.
 """
 
 from __future__ import annotations
@@ -31,11 +35,16 @@ import torch
 
 from ..conv2d_gradfix import weight_gradients_disabled
 from ..kernels import modulated_conv2d_bias_act as K
+from ..reference.conv2d_resample import conv2d_resample as reference_conv2d_resample
 from ..reference.modulated_conv2d import DEMOD_EPS, needs_fp16_prenormalization, prenormalize_fp16
 from .bias_act import bias_act_vjp
-from .modulated_conv2d import _Demod
+from .modulated_conv2d import _Demod, _scale_channels, conv2d_resample
 
 __all__ = ["modulated_conv2d_bias_act"]
+
+
+# ---------------------------------------------------------------------------------------------------
+# opaque kernel launches
 
 
 @torch.library.custom_op("gan_fast::triton_modconv_bias_act", mutates_args=())
@@ -53,53 +62,96 @@ def _(x, weight, styles, dcoefs, noise, bias, pad_y, pad_x, act_code, alpha, gai
     return y, (torch.empty_like(y) if store_c else x.new_empty((0,)))
 
 
-def _params(pad_y, pad_x, act_code, alpha, gain, clamp):
-    return (int(pad_y), int(pad_x), int(act_code), float(alpha), float(gain), None if clamp is None else float(clamp))
+@torch.library.custom_op("gan_fast::triton_demod_bias_act", mutates_args=())
+def _epilogue_op(c: torch.Tensor, dcoefs: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                 bias: Optional[torch.Tensor], act_code: int, alpha: float, gain: float,
+                 clamp: Optional[float]) -> torch.Tensor:
+    return K.demod_bias_act_fwd(c, dcoefs, noise, bias, act_code, alpha, gain, clamp)
 
 
-class _ModconvBiasAct(torch.autograd.Function):
+@_epilogue_op.register_fake
+def _(c, dcoefs, noise, bias, act_code, alpha, gain, clamp):
+    return K.new_output(c, c.shape[1], c.shape[2], c.shape[3])
+
+
+# ---------------------------------------------------------------------------------------------------
+# differentiable pieces
+
+
+def _params(act_code, alpha, gain, clamp):
+    return int(act_code), float(alpha), float(gain), None if clamp is None else float(clamp)
+
+
+def _epilogue_vjp(gy, c, dcoefs, noise, bias, p, need_d, need_noise, need_b):
+    """(g_c, g_d, g_noise, g_bias) of y = clamp(act(c * d + noise + bias) * gain), differentiable."""
+    act_code, alpha, gain, clamp = p
+    acc = torch.promote_types(c.dtype, torch.float32)  # per-channel sums in float32 at least
+    d4 = dcoefs.to(c.dtype)[:, :, None, None] if dcoefs is not None else None
+    z0 = c * d4 if d4 is not None else c
+    if noise is not None:
+        z0 = z0 + noise.to(c.dtype)
+    dz = bias_act_vjp(gy, z0, bias, 1, act_code, alpha, gain, clamp, "triton")
+    g_d = (dz.to(acc) * c.to(acc)).sum(dim=(2, 3)).to(dcoefs.dtype) if need_d else None
+    g_noise = dz.to(acc).sum_to_size(noise.shape).to(noise.dtype) if need_noise else None
+    g_bias = dz.sum(dim=(0, 2, 3), dtype=acc).to(bias.dtype) if need_b else None
+    return (dz * d4 if d4 is not None else dz), g_d, g_noise, g_bias
+
+
+class _DemodBiasAct(torch.autograd.Function):
+    """y = clamp(act(c * d[:, :, None, None] + noise + bias[:, None, None]) * gain), one Triton pass."""
+
     @staticmethod
-    def forward(x, weight, styles, dcoefs, noise, bias, p, store_c):
-        return _fwd_op(x, weight, styles, dcoefs, noise, bias, *p, store_c)
+    def forward(c, dcoefs, noise, bias, p):
+        return _epilogue_op(c, dcoefs, noise, bias, *p)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, styles, dcoefs, noise, bias, p, _ = inputs
-        ctx.save_for_backward(x, weight, styles, dcoefs, noise, bias, output[1])
+        c, dcoefs, noise, bias, p = inputs
+        ctx.save_for_backward(c, dcoefs, noise, bias)
         ctx.p = p
+
+    @staticmethod
+    def backward(ctx, gy):
+        c, dcoefs, noise, bias = ctx.saved_tensors
+        need_c, need_d, need_noise, need_b = ctx.needs_input_grad[:4]
+        g_c, g_d, g_noise, g_bias = _epilogue_vjp(gy, c, dcoefs, noise, bias, ctx.p, need_d, need_noise, need_b)
+        return (g_c if need_c else None), g_d, g_noise, g_bias, None
+
+
+class _ModconvBiasAct(torch.autograd.Function):
+    """(y, c) of the one-kernel stride-1 layer; c = conv(x * s, w) is kept for the backward."""
+
+    @staticmethod
+    def forward(x, weight, styles, dcoefs, noise, bias, padding, p, store_c):
+        return _fwd_op(x, weight, styles, dcoefs, noise, bias, *padding, *p, store_c)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x, weight, styles, dcoefs, noise, bias, padding, p, _ = inputs
+        ctx.save_for_backward(x, weight, styles, dcoefs, noise, bias, output[1])
+        ctx.padding, ctx.p = padding, p
         ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, gy, gc):
         x, weight, styles, dcoefs, noise, bias, c = ctx.saved_tensors
-        pad_y, pad_x, act_code, alpha, gain, clamp = ctx.p
         need_x, need_w, need_s, need_d, need_noise, need_b = ctx.needs_input_grad[:6]
-        grads = [None] * 8
+        grads = [None] * 9
         if gy is None and gc is None:
             return tuple(grads)
-        acc = torch.promote_types(x.dtype, torch.float32)  # the per-channel sums: float32 at least
-        d4 = dcoefs.to(c.dtype)[:, :, None, None] if dcoefs is not None else None
         g_conv = gc
         if gy is not None:
-            z0 = c * d4 if d4 is not None else c
-            if noise is not None:
-                z0 = z0 + noise.to(c.dtype)
-            dz = bias_act_vjp(gy, z0, bias, 1, act_code, alpha, gain, clamp, "triton")
-            if need_b:
-                grads[5] = dz.sum(dim=(0, 2, 3)).to(bias.dtype)
-            if need_noise:
-                grads[4] = dz.sum_to_size(noise.shape).to(noise.dtype)
-            if need_d:
-                grads[3] = (dz.to(acc) * c.to(acc)).sum(dim=(2, 3)).to(dcoefs.dtype)
-            g_conv = dz * d4 if d4 is not None else dz
+            g_conv, grads[3], grads[4], grads[5] = _epilogue_vjp(gy, c, dcoefs, noise, bias, ctx.p, need_d,
+                                                                 need_noise, need_b)
             if gc is not None:
                 g_conv = g_conv + gc
         want_x = need_x or need_s
         want_w = need_w and not weight_gradients_disabled()
         if want_x or want_w:
+            acc = torch.promote_types(x.dtype, torch.float32)
             s4 = styles.to(x.dtype)[:, :, None, None]
             g_xs, g_w, _ = torch.ops.aten.convolution_backward(
-                g_conv.to(x.dtype), x * s4, weight.to(x.dtype), None, [1, 1], [pad_y, pad_x], [1, 1], False,
+                g_conv.to(x.dtype), x * s4, weight.to(x.dtype), None, [1, 1], list(ctx.padding), [1, 1], False,
                 [0, 0], 1, [want_x, want_w, False])
             if need_x:
                 grads[0] = g_xs * s4
@@ -110,22 +162,47 @@ class _ModconvBiasAct(torch.autograd.Function):
         return tuple(grads)
 
 
+# ---------------------------------------------------------------------------------------------------
+# entry point (called by gan_fast.ops.modulated_conv2d_bias_act after validation)
+
+
+def _dcoefs(x, weight, styles, demodulate):
+    if not demodulate:
+        return None
+    if x.dtype == torch.float64:  # _Demod's kernel computes in float32
+        wsq = weight.square().sum(dim=(2, 3))  # [O, I]
+        return (styles.square() @ wsq.t() + DEMOD_EPS).rsqrt()
+    return _Demod.apply(styles, weight)
+
+
 def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
-                              bias: Optional[torch.Tensor], noise: Optional[torch.Tensor], padding: Tuple[int, int],
-                              demodulate: bool, act_code: int, alpha: float, gain: float, clamp: Optional[float],
-                              impl: str) -> torch.Tensor:
-    """The fused layer; arguments already validated by ``gan_fast.ops.modulated_conv2d_bias_act``."""
+                              bias: Optional[torch.Tensor], noise: Optional[torch.Tensor], up: int, down: int,
+                              padding: Tuple[int, int, int, int], resample_filter: Optional[torch.Tensor],
+                              demodulate: bool, flip_weight: bool, act_code: int, alpha: float, gain: float,
+                              clamp: Optional[float], algorithm: str, impl: str) -> torch.Tensor:
+    """The fused layer; arguments already validated by ``gan_fast.ops.modulated_conv2d_bias_act``.
+
+    ``algorithm='implicit_gemm'`` needs up = down = 1, symmetric padding and flip_weight.
+    """
     if impl != "triton":
         raise ValueError(f"modulated_conv2d_bias_act has no fused {impl!r} backend (only 'triton')")
+    device_type = x.device.type
+    if x.dtype == torch.float32 and torch.is_autocast_enabled(device_type):
+        x = x.to(torch.get_autocast_dtype(device_type))  # autocast's convolution policy (it cannot see inside)
     if needs_fp16_prenormalization(x, demodulate):
         weight, styles = prenormalize_fp16(weight, styles)
-    dcoefs = None
-    if demodulate and x.dtype == torch.float64:  # _Demod's kernel computes in float32
-        wsq = weight.square().sum(dim=(2, 3))  # [O, I]
-        dcoefs = (styles.square() @ wsq.t() + DEMOD_EPS).rsqrt()
-    elif demodulate:
-        dcoefs = _Demod.apply(styles, weight)
-    tensors = (x, weight, styles, dcoefs, noise, bias)
-    store_c = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-    y, _ = _ModconvBiasAct.apply(*tensors, _params(padding[0], padding[1], act_code, alpha, gain, clamp), store_c)
-    return y
+    dcoefs = _dcoefs(x, weight, styles, demodulate)
+    p = _params(act_code, alpha, gain, clamp)
+
+    if algorithm == "implicit_gemm":
+        tensors = (x, weight, styles, dcoefs, noise, bias)
+        store_c = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        y, _ = _ModconvBiasAct.apply(*tensors, (padding[2], padding[0]), p, store_c)
+        return y
+    if x.dtype == torch.float64:  # the Triton scale/FIR kernels compute in float32
+        c = reference_conv2d_resample(x * styles[:, :, None, None], weight, resample_filter, up, down, padding,
+                                      flip_weight=flip_weight)
+    else:
+        c = conv2d_resample(_scale_channels(x, styles, None), weight.to(x.dtype),
+                            resample_filter, up, down, padding, flip_weight=flip_weight)
+    return _DemodBiasAct.apply(c, dcoefs, noise, bias, p)

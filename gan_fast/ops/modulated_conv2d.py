@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
@@ -52,7 +52,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     pad = checks.padding4("padding", padding)
     if (up > 1 or down > 1) and resample_filter is None:
         raise ValueError("resample_filter is required when up or down > 1 (e.g. setup_filter([1, 3, 3, 1]))")
-    _check_output_size(x, weight, resample_filter, up, down, pad)
+    check_output_size("modulated_conv2d", x, weight, resample_filter, up, down, pad)
 
     impl = backend.resolve("modulated_conv2d", impl, x.device, FAST_BACKENDS)
     if impl == "ref":
@@ -78,7 +78,8 @@ def check_modulation_args(x, weight, styles, noise) -> None:
         checks.tensor("noise", noise, ndim=4, shape_hint="broadcastable to [N, O, H', W']")
 
 
-def _check_output_size(x, weight, f, up, down, pad):
+def check_output_size(op: str, x, weight, f, up, down, pad) -> Tuple[int, int]:
+    """The output's (H', W') for padding (x0, x1, y0, y1); ValueError when the layer leaves no output."""
     fw, fh = filter_size(f)
     kh, kw = weight.shape[2:]
     sizes = []
@@ -92,8 +93,9 @@ def _check_output_size(x, weight, f, up, down, pad):
             n -= flen - 1
         sizes.append((n - 1) // down + 1 if n > 0 else n)
     if min(sizes) < 1:
-        raise ValueError(f"modulated_conv2d: kernel {kh}x{kw} with padding {pad}, up {up}, down {down} leaves no "
+        raise ValueError(f"{op}: kernel {kh}x{kw} with padding {pad}, up {up}, down {down} leaves no "
                          f"output for x of shape {tuple(x.shape)}")
+    return sizes[0], sizes[1]
 
 
 def _self_test_case(device, gen):

@@ -1,4 +1,4 @@
-"""Public ``modulated_conv2d_bias_act``: a whole StyleGAN2 synthesis layer (stride 1) as one op."""
+"""Public ``modulated_conv2d_bias_act``: a whole StyleGAN2 synthesis layer (modulated conv, noise, bias_act) as one op."""
 
 from __future__ import annotations
 
@@ -9,66 +9,123 @@ import torch
 from .. import activations, backend, checks, self_test
 from ..reference import bias_act as bias_act_reference
 from ..reference import modulated_conv2d as modconv_reference
-from .bias_act import activation_args
-from .modulated_conv2d import check_modulation_args
+from .bias_act import activation_args, bias_act
+from .modulated_conv2d import check_modulation_args, check_output_size, modulated_conv2d
+from .upfirdn2d import setup_filter
 
-# The one-kernel layer (gan_fast.kernels.modulated_conv2d_bias_act). gan_fast.nn.SynthesisLayer keeps the
-# composed path (cuDNN conv + Triton epilogues) until a GPU benchmark shows this kernel winning (DESIGN.md).
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
+
+ALGORITHMS = ("cudnn", "implicit_gemm")
+# What algorithm=None picks. DESIGN.md keeps convolutions on cuDNN until a GPU benchmark shows a Triton
+# convolution winning: `python -m benchmarks --preset stylegan2` compares the two (op modulated_conv2d_bias_act,
+# backends triton vs triton:implicit_gemm); no GPU run has been recorded yet.
+DEFAULT_ALGORITHM = "cudnn"
 
 
 def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
                               bias: Optional[torch.Tensor] = None, noise: Optional[torch.Tensor] = None,
-                              padding=0, demodulate: bool = True, act: str = "linear", alpha: Optional[float] = None,
-                              gain: Optional[float] = None, clamp: Optional[float] = None,
+                              up: int = 1, down: int = 1, padding=0, resample_filter: Optional[torch.Tensor] = None,
+                              demodulate: bool = True, flip_weight: bool = True, act: str = "linear",
+                              alpha: Optional[float] = None, gain: Optional[float] = None,
+                              clamp: Optional[float] = None, algorithm: Optional[str] = None,
                               impl: Optional[str] = None) -> torch.Tensor:
-    """A StyleGAN2 synthesis layer without resampling: modulated conv, noise, then bias_act.
+    """A StyleGAN2 synthesis layer: modulated conv (with up/down resampling), noise, then bias_act.
 
-    Exactly ``bias_act(modulated_conv2d(x, weight, styles, noise, padding=padding,
-    demodulate=demodulate), bias, act=act, alpha=alpha, gain=gain, clamp=clamp)``
-    (stride 1, correlation as StyleGAN2's ``flip_weight=True``); the ``triton``
-    backend computes it in one kernel (implicit-GEMM convolution with the style
-    scaling on load and everything after the convolution in its epilogue).
+    Exactly ``bias_act(modulated_conv2d(x, weight, styles, noise, up, down, padding,
+    resample_filter, demodulate, flip_weight), bias, act=act, alpha=alpha, gain=gain,
+    clamp=clamp)``. The ``triton`` backend fuses everything after the convolution
+    (demodulation, noise, bias, activation, gain, clamp) into one pass, which
+    also halves what the layer keeps for backward.
 
     Args:
-        x: [N, I, H, W] (contiguous or channels_last).
+        x: [N, I, H, W] (contiguous, channels_last or any strides).
         weight: [O, I, kh, kw].
         styles: [N, I].
         bias: None or [O].
         noise: None or a 4-D tensor broadcastable to the output [N, O, H', W'].
-        padding: int or [pad_x, pad_y], symmetric zero padding (kh // 2 keeps the size).
+        up, down: resampling factors (StyleGAN2: up 2 in the first layer of each block).
+        padding: int, [px, py] or [x0, x1, y0, y1] (before the up/down adjustment, as in
+            ``modulated_conv2d``; k // 2 keeps the size at up = down = 1).
+        resample_filter: FIR filter from ``setup_filter``; required when up or down > 1.
         demodulate: normalise each output channel's modulated weight.
+        flip_weight: False = true convolution, True = correlation (StyleGAN2 passes up == 1).
         act, alpha, gain, clamp: as in ``bias_act`` (e.g. 'lrelu' with gain sqrt(2), clamp 256).
-        impl: None (automatic), 'ref' or 'triton'.
+        algorithm: for the triton backend. 'cudnn': the convolution on cuDNN (with the
+            Triton FIR for up/down), then one fused epilogue kernel. 'implicit_gemm': the
+            whole layer in one Triton kernel (implicit-GEMM convolution with the style
+            scaling on load); up = down = 1, symmetric padding and flip_weight only.
+            None: ``DEFAULT_ALGORITHM`` ('cudnn' until a GPU benchmark says otherwise).
+        impl: None (automatic: 'triton' on CUDA; elsewhere the composition of
+            ``modulated_conv2d`` and ``bias_act``, each on its own automatic backend),
+            'ref' or 'triton'.
 
     Returns:
-        [N, O, H + 2 pad_y - kh + 1, W + 2 pad_x - kw + 1] in x's dtype; differentiable
-        to second order (path length through G).
+        [N, O, H', W'] in x's dtype (the autocast dtype under autocast); differentiable to
+        second order (path length through G, R1). H' = H * up / down for padding k // 2.
     """
     check_modulation_args(x, weight, styles, noise)
+    out_ch = weight.shape[0]
     if bias is not None:
-        checks.tensor("bias", bias, ndim=1, shape_hint=f"[{weight.shape[0]}] (O = weight.shape[0])")
-        if bias.shape[0] != weight.shape[0]:
-            raise ValueError(f"bias must have shape [{weight.shape[0]}] (O = weight.shape[0]), got {tuple(bias.shape)}")
-    checks.same_device(x=x, weight=weight, styles=styles, bias=bias, noise=noise)
-    pad_x, pad_y = checks.int_pair("padding", padding, minimum=0)
-    kh, kw = weight.shape[2:]
-    oh, ow = x.shape[2] + 2 * pad_y - kh + 1, x.shape[3] + 2 * pad_x - kw + 1
-    if oh < 1 or ow < 1:
-        raise ValueError(f"modulated_conv2d_bias_act: kernel {kh}x{kw} with padding {padding} leaves no output "
-                         f"for x of shape {tuple(x.shape)}")
+        checks.tensor("bias", bias, ndim=1, shape_hint=f"[{out_ch}] (O = weight.shape[0])")
+        if bias.shape[0] != out_ch:
+            raise ValueError(f"bias must have shape [{out_ch}] (O = weight.shape[0]), got {tuple(bias.shape)}")
+    if resample_filter is not None:
+        checks.tensor("resample_filter", resample_filter, ndim=(1, 2), shape_hint="[fh, fw] or [ft]")
+    checks.same_device(x=x, weight=weight, styles=styles, bias=bias, noise=noise, resample_filter=resample_filter)
+    up = checks.positive_int("up", up)
+    down = checks.positive_int("down", down)
+    pad = checks.padding4("padding", padding)
+    if (up > 1 or down > 1) and resample_filter is None:
+        raise ValueError("resample_filter is required when up or down > 1 (e.g. setup_filter([1, 3, 3, 1]))")
+    oh, ow = check_output_size("modulated_conv2d_bias_act", x, weight, resample_filter, up, down, pad)
+    out_shape = (x.shape[0], out_ch, oh, ow)
+    if noise is not None and _broadcast_shape(noise.shape, out_shape) != out_shape:
+        raise ValueError(f"noise must be broadcastable to the output {list(out_shape)} ([N, O, H', W']), "
+                         f"got {tuple(noise.shape)}")
     spec = activations.get(act)
     alpha, gain, clamp = activation_args(spec, alpha, gain, clamp)
+    algorithm = _check_algorithm(algorithm, up, down, pad, flip_weight)
 
-    impl = backend.resolve("modulated_conv2d_bias_act", impl, x.device, FAST_BACKENDS)
-    if impl == "ref":
-        y = modconv_reference.modulated_conv2d(x, weight, styles, noise, 1, 1, (pad_x, pad_x, pad_y, pad_y), None,
-                                               bool(demodulate), True, False)
+    chosen = backend.resolve("modulated_conv2d_bias_act", impl, x.device, FAST_BACKENDS)
+    if chosen == "ref" and impl is None:
+        # No fused backend here (e.g. CPU): the composition of the public ops, each on its own best backend.
+        y = modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter, bool(demodulate),
+                             bool(flip_weight), fused_modconv=False)
+        return bias_act(y, bias, act=act, alpha=alpha, gain=gain, clamp=clamp)
+    if chosen == "ref":
+        y = modconv_reference.modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter,
+                                               bool(demodulate), bool(flip_weight), False)
         return bias_act_reference.bias_act(y, bias, 1, act, alpha, gain, clamp)
     from ..fused import modulated_conv2d_bias_act as fused  # noqa: PLC0415
 
-    return fused.modulated_conv2d_bias_act(x, weight, styles, bias, noise, (pad_y, pad_x), bool(demodulate),
-                                           spec.code, alpha, gain, clamp, impl)
+    return fused.modulated_conv2d_bias_act(x, weight, styles, bias, noise, up, down, pad, resample_filter,
+                                           bool(demodulate), bool(flip_weight), spec.code, alpha, gain, clamp,
+                                           algorithm, chosen)
+
+
+def _broadcast_shape(a, b):
+    try:
+        return tuple(torch.broadcast_shapes(a, b))
+    except RuntimeError:
+        return None
+
+
+def _check_algorithm(algorithm, up, down, pad, flip_weight) -> str:
+    if algorithm is None:
+        algorithm = DEFAULT_ALGORITHM
+        if algorithm == "implicit_gemm" and (up != 1 or down != 1 or pad[0] != pad[1] or pad[2] != pad[3]
+                                             or not flip_weight or min(pad) < 0):
+            algorithm = "cudnn"
+    if algorithm not in ALGORITHMS:
+        raise ValueError(f"algorithm must be None or one of {ALGORITHMS}, got {algorithm!r}")
+    if algorithm == "implicit_gemm":
+        if up != 1 or down != 1:
+            raise ValueError(f"algorithm='implicit_gemm' needs up = down = 1, got up={up}, down={down}")
+        if pad[0] != pad[1] or pad[2] != pad[3] or min(pad) < 0:
+            raise ValueError(f"algorithm='implicit_gemm' needs an int or [px, py] padding >= 0, got {list(pad)}")
+        if not flip_weight:
+            raise ValueError("algorithm='implicit_gemm' computes a correlation: it needs flip_weight=True")
+    return algorithm
 
 
 def _self_test_case(device, gen):
@@ -76,8 +133,14 @@ def _self_test_case(device, gen):
     w = torch.randn(4, 3, 3, 3, generator=gen, device=device).requires_grad_()
     s = (torch.rand(2, 3, generator=gen, device=device) + 0.5).requires_grad_()
     b = torch.randn(4, generator=gen, device=device).requires_grad_()
-    return (lambda impl: modulated_conv2d_bias_act(x, w, s, b, padding=1, act="lrelu", clamp=1.0, impl=impl),
-            [x, w, s, b])
+    f = setup_filter([1, 3, 3, 1], device=device)
+
+    def run(impl):
+        return tuple([modulated_conv2d_bias_act(x, w, s, b, padding=1, act="lrelu", clamp=1.0, algorithm=a,
+                                                impl=impl) for a in ALGORITHMS] +
+                     [modulated_conv2d_bias_act(x, w, s, b, up=2, padding=1, resample_filter=f, flip_weight=False,
+                                                act="lrelu", impl=impl)])
+    return run, [x, w, s, b]
 
 
 self_test.register("modulated_conv2d_bias_act", _self_test_case)
