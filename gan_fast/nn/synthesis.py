@@ -1,7 +1,9 @@
 """StyleGAN2 synthesis layers: ``ModulatedConv2d``, ``SynthesisLayer`` and ``ToRGB``.
 
 Each has its own affine layer (w -> per-input-channel styles, bias initialised
-to 1) and calls :func:`gan_fast.ops.modulated_conv2d`. Parameter names follow
+to 1). In training, ``SynthesisLayer`` and ``ToRGB`` are one
+:func:`gan_fast.ops.modulated_conv2d_bias_act` call each; in inference (grouped
+convolution) :func:`gan_fast.ops.modulated_conv2d` then ``bias_act``. Parameter names follow
 StyleGAN2-ADA (``affine.*``, ``weight``, ``bias``, ``noise_strength``,
 ``noise_const``), so state dicts map one to one.
 """
@@ -79,15 +81,28 @@ class ModulatedConv2d(nn.Module):
     def _fused(self, fused_modconv: Optional[bool]) -> bool:
         return (not self.training) if fused_modconv is None else bool(fused_modconv)
 
-    def _modconv(self, x, w, noise, fused_modconv):
+    def _modconv(self, x, w, noise, fused_modconv, bias=None, act="linear", gain=1.0, clamp=None):
+        """The modulated conv, then (when ``bias`` is given) bias_act.
+
+        Training (shared-weight) form: one ``modulated_conv2d_bias_act`` call, whose
+        fast backend fuses everything after the convolution into one pass. Grouped
+        form (inference): ``modulated_conv2d`` then ``bias_act``.
+        """
         styles = self.affine(w)
         if self.style_gain != 1:
             styles = styles * self.style_gain
-        return ops.modulated_conv2d(x, self.weight.to(x.dtype), styles.to(x.dtype), noise=noise, up=self.up,
-                                    down=self.down, padding=self.padding,
-                                    resample_filter=self.resample_filter if (self.up > 1 or self.down > 1) else None,
-                                    demodulate=self.demodulate, flip_weight=(self.up == 1),
-                                    fused_modconv=self._fused(fused_modconv))
+        weight, styles = self.weight.to(x.dtype), styles.to(x.dtype)
+        f = self.resample_filter if (self.up > 1 or self.down > 1) else None
+        b = None if bias is None else bias.to(x.dtype)
+        if not self._fused(fused_modconv) and b is not None:
+            return ops.modulated_conv2d_bias_act(x, weight, styles, b, noise, up=self.up, down=self.down,
+                                                 padding=self.padding, resample_filter=f,
+                                                 demodulate=self.demodulate, flip_weight=(self.up == 1), act=act,
+                                                 gain=gain, clamp=clamp)
+        y = ops.modulated_conv2d(x, weight, styles, noise=noise, up=self.up, down=self.down, padding=self.padding,
+                                 resample_filter=f, demodulate=self.demodulate, flip_weight=(self.up == 1),
+                                 fused_modconv=self._fused(fused_modconv))
+        return y if b is None else ops.bias_act(y, b, act=act, gain=gain, clamp=clamp)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise: Optional[torch.Tensor] = None,
                 fused_modconv: Optional[bool] = None) -> torch.Tensor:
@@ -147,10 +162,8 @@ class SynthesisLayer(ModulatedConv2d):
                                 dtype=x.dtype) * self.noise_strength.to(x.dtype)
         elif self.use_noise and noise_mode == "const":
             noise = (self.noise_const * self.noise_strength).to(x.dtype)[None, None]
-        x = self._modconv(x, w, noise, fused_modconv)
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
-        return ops.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=self.act_gain * gain,
-                            clamp=act_clamp)
+        return self._modconv(x, w, noise, fused_modconv, self.bias, self.activation, self.act_gain * gain, act_clamp)
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", resolution={self.resolution}, activation={self.activation}"
@@ -172,5 +185,4 @@ class ToRGB(ModulatedConv2d):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, fused_modconv: Optional[bool] = None) -> torch.Tensor:
         self._check(x, w)
-        x = self._modconv(x, w, None, fused_modconv)
-        return ops.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
+        return self._modconv(x, w, None, fused_modconv, self.bias, clamp=self.conv_clamp)
