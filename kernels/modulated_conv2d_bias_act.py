@@ -24,7 +24,10 @@ Activations and outputs may be contiguous or channels_last (any strides).
 :func:`demod_bias_act_fwd` is the same epilogue as its own elementwise kernel,
 for the layers whose convolution stays on cuDNN (the up-2 layers, and every
 layer unless the implicit GEMM is chosen): ``y = clamp(act(c * d + noise + bias)
-* gain)`` in one read of ``c`` and one write of ``y``.
+* gain)`` in one read of ``c`` and one write of ``y``. :func:`demod_bias_act_bwd`
+is its first-order backward in one pass: it reads ``gy`` and ``c`` once, writes
+``g_c = dz * d`` and per-tile partial sums for the demodulation, bias and noise
+gradients (reduced afterwards, deterministically, without atomics).
 No autograd here (see ``gan_fast.fused.modulated_conv2d_bias_act``).
 """
 
@@ -39,7 +42,7 @@ import triton.language as tl
 from ._common import device_guard, on_gpu, split_f64
 from .bias_act import _act
 
-__all__ = ["modconv_bias_act_fwd", "demod_bias_act_fwd", "new_output", "output_size"]
+__all__ = ["modconv_bias_act_fwd", "demod_bias_act_fwd", "demod_bias_act_bwd", "new_output", "output_size"]
 
 
 @triton.jit
@@ -168,6 +171,71 @@ def _demod_bias_act_kernel(
     tl.store(y_ptr + y_off, y.to(y_ptr.dtype.element_ty), mask=mask)
 
 
+@triton.jit
+def _demod_bias_act_bwd_kernel(
+    gy_ptr, c_ptr, d_ptr, noise_ptr, b_ptr, gc_ptr, pd_ptr, pb_ptr, pn_ptr,
+    N, O, W, HW, T,
+    sgn, sgc, sgh, sgw,
+    scn, scc, sch, scw,
+    snn, snc, snh, snw,
+    son, soc, soh, sow,
+    alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo,
+    ACT: tl.constexpr, HAS_DEMOD: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr,
+    HAS_CLAMP: tl.constexpr, NEED_C: tl.constexpr, NEED_D: tl.constexpr, NEED_B: tl.constexpr,
+    NEED_NOISE: tl.constexpr, F64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+):
+    # One program: BLOCK_M pixels of one sample n (tile t of T) x BLOCK_N channels (tile ct).
+    n = tl.program_id(0) // T
+    t = tl.program_id(0) % T
+    ct = tl.program_id(1)
+    p = t * BLOCK_M + tl.arange(0, BLOCK_M)
+    rn = ct * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = p < HW
+    mask_n = rn < O
+    mask = mask_m[:, None] & mask_n[None, :]
+    oy = (p // W).to(tl.int64)
+    ox = (p % W).to(tl.int64)
+    n64 = n.to(tl.int64)
+    rn64 = rn[None, :].to(tl.int64)
+    if F64:
+        cdt = tl.float64
+    else:
+        cdt = tl.float32
+    c = tl.load(c_ptr + (n64 * scn + oy * sch + ox * scw)[:, None] + rn64 * scc, mask=mask, other=0.0).to(cdt)
+    gy = tl.load(gy_ptr + (n64 * sgn + oy * sgh + ox * sgw)[:, None] + rn64 * sgc, mask=mask, other=0.0).to(cdt)
+    if F64:  # the float64 scalars arrive as float32 pairs hi + lo
+        zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float64)
+        alpha = (zero + alpha) + alpha_lo
+        gain = (zero + gain) + gain_lo
+        clamp = (zero + clamp) + clamp_lo
+    z = c
+    if HAS_DEMOD:
+        d = tl.load(d_ptr + n * O + rn, mask=mask_n, other=0.0)
+        z = z * d[None, :]
+    if HAS_NOISE:
+        z = z + tl.load(noise_ptr + (n64 * snn + oy * snh + ox * snw)[:, None] + rn64 * snc, mask=mask,
+                        other=0.0).to(cdt)
+    if HAS_BIAS:
+        z = z + tl.load(b_ptr + rn, mask=mask_n, other=0.0).to(cdt)[None, :]
+    y, d1, _d2 = _act(z, alpha, ACT, F64)
+    y = y * gain
+    dz = gy * (d1 * gain)  # gy is 0 outside the tile's mask, so is dz
+    if HAS_CLAMP:
+        dz = tl.where((y >= -clamp) & (y <= clamp), dz, 0.0)
+    if NEED_C:
+        gc = dz
+        if HAS_DEMOD:
+            gc = dz * d[None, :]
+        tl.store(gc_ptr + (n64 * son + oy * soh + ox * sow)[:, None] + rn64 * soc,
+                 gc.to(gc_ptr.dtype.element_ty), mask=mask)
+    if NEED_D:  # partial sum_hw dz * c for (n, t, o)
+        tl.store(pd_ptr + (n * T + t) * O + rn, tl.sum(dz * c, axis=0), mask=mask_n)
+    if NEED_B:  # partial sum_hw dz for (n, t, o)
+        tl.store(pb_ptr + (n * T + t) * O + rn, tl.sum(dz, axis=0), mask=mask_n)
+    if NEED_NOISE:  # partial sum_o dz for (ct, n, pixel): the gradient of channel-broadcast noise
+        tl.store(pn_ptr + (ct * N + n) * HW + p, tl.sum(dz, axis=1), mask=mask_m)
+
+
 # A small space (first call on a new shape tunes 4 configs), cached per (I, O, pixels, kernel size, dtype path).
 _CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=nw, num_stages=ns)
@@ -269,3 +337,49 @@ def demod_bias_act_fwd(c: torch.Tensor, dcoefs: Optional[torch.Tensor], noise: O
             ACT=act_code, HAS_DEMOD=dcoefs is not None, HAS_NOISE=noise is not None, HAS_BIAS=bias is not None,
             HAS_CLAMP=clamp is not None, F64=f64, BLOCK_M=block_m, BLOCK_N=block_n)
     return y
+
+
+def demod_bias_act_bwd(gy: torch.Tensor, c: torch.Tensor, dcoefs: Optional[torch.Tensor],
+                       noise: Optional[torch.Tensor], bias: Optional[torch.Tensor], act_code: int, alpha: float,
+                       gain: float, clamp: Optional[float], need_c: bool, need_d: bool, need_noise: bool,
+                       need_b: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(g_c, g_d, g_noise, g_bias) of ``demod_bias_act_fwd`` for the output gradient ``gy``, one pass.
+
+    With dz = d y / d z applied to gy (the clamp's mask included): g_c = dz * d (c's dtype and
+    memory format), g_d = sum_hw dz * c [N, O], g_bias = sum dz [O] (both float32, float64 for
+    float64 c), g_noise = sum_o dz summed to noise's shape (float32). A gradient not asked for is
+    an empty tensor. ``need_noise`` requires channel-broadcast noise (noise.shape[1] == 1).
+    """
+    batch, out_ch, oh, ow = c.shape
+    f64 = c.dtype == torch.float64
+    acc = torch.float64 if f64 else torch.float32
+    hw = oh * ow
+    if need_noise and noise.shape[1] != 1:
+        raise ValueError(f"demod_bias_act_bwd: the noise gradient needs noise of shape [N or 1, 1, H, W], got "
+                         f"{tuple(noise.shape)}")
+    gpu = on_gpu(c)
+    block_m, block_n = (64, 64) if gpu else (16, 16)
+    tiles, ctiles = triton.cdiv(hw, block_m), triton.cdiv(out_ch, block_n)
+    empty = c.new_empty((0,), dtype=acc)
+    gc = new_output(c, out_ch, oh, ow) if need_c else c.new_empty((0,))
+    pd = torch.empty((batch, tiles, out_ch), device=c.device, dtype=acc) if need_d else empty
+    pb = torch.empty((batch, tiles, out_ch), device=c.device, dtype=acc) if need_b else empty
+    pn = torch.empty((ctiles, batch, hw), device=c.device, dtype=acc) if need_noise else empty
+    if c.numel() > 0:
+        d = dcoefs.to(acc).contiguous() if dcoefs is not None else empty
+        nz = noise.expand(batch, out_ch, oh, ow) if noise is not None else c
+        b = bias.contiguous() if bias is not None else empty
+        gco = gc if need_c else c
+        with device_guard(c):
+            _demod_bias_act_bwd_kernel[(batch * tiles, ctiles)](
+                gy, c, d, nz, b, gco, pd, pb, pn, batch, out_ch, ow, hw, tiles,
+                *gy.stride(), *c.stride(), *nz.stride(), *gco.stride(),
+                *_scalars(alpha, gain, -1.0 if clamp is None else clamp, f64),
+                ACT=act_code, HAS_DEMOD=dcoefs is not None, HAS_NOISE=noise is not None, HAS_BIAS=bias is not None,
+                HAS_CLAMP=clamp is not None, NEED_C=need_c, NEED_D=need_d, NEED_B=need_b, NEED_NOISE=need_noise,
+                F64=f64, BLOCK_M=block_m, BLOCK_N=block_n)
+    none = lambda: c.new_empty((0,), dtype=acc)  # noqa: E731 - distinct tensors (custom ops forbid aliasing)
+    g_d = pd.sum(dim=1) if need_d else none()
+    g_b = pb.sum(dim=(0, 1)) if need_b else none()
+    g_n = pn.sum(dim=0).reshape(batch, 1, oh, ow).sum_to_size(noise.shape).contiguous() if need_noise else none()
+    return gc, g_d, g_n, g_b

@@ -13,18 +13,20 @@ Two algorithms, the same result (``gan_fast.ops.modulated_conv2d_bias_act`` pick
   epilogue; it also writes the raw convolution ``c`` for the backward.
 
 Both Functions save only their inputs and outputs (so double backward is exact,
-DESIGN.md) and share the epilogue's backward, ``_epilogue_vjp``, made of
-differentiable pieces::
+DESIGN.md) and share the epilogue's backward, ``_epilogue_vjp``::
 
-    z0 = c * d + noise                        (pre-activation without the bias)
-    dz = bias_act_vjp(gy, z0, bias)
-    g_bias = sum dz,  g_noise = dz summed to noise's shape   (float32 sums)
-    g_c = dz * d,     g_d = sum_hw dz * c
+    dz = bias_act_vjp(gy, c * d + noise, bias)        (the clamp's mask included)
+    g_c = dz * d,  g_d = sum_hw dz * c,  g_bias = sum dz,  g_noise = dz summed to noise's shape
 
-after which ``implicit_gemm`` runs ``convolution_backward`` on cuDNN (honouring
+A plain backward (no ``create_graph``: the main G/D loss, every step) computes
+all four in one Triton pass (``demod_bias_act_bwd``: one read of ``gy`` and
+``c``, float32 partial sums reduced without atomics); a backward that will be
+differentiated again (path length through G, R1) uses differentiable pieces
+(the bias_act VJP kernel and torch ops), so the second order is exact. Then
+``implicit_gemm`` runs ``convolution_backward`` on cuDNN (honouring
 ``no_weight_gradients``) and ``cudnn`` lets autograd differentiate its
 convolution. ``c`` in ``_ModconvBiasAct`` is a real, differentiable output: the
-backward reads it, so the second order (path length through G) reaches it.
+backward reads it, so the second order reaches it.
 """
 
 from __future__ import annotations
@@ -74,6 +76,25 @@ def _(c, dcoefs, noise, bias, act_code, alpha, gain, clamp):
     return K.new_output(c, c.shape[1], c.shape[2], c.shape[3])
 
 
+@torch.library.custom_op("gan_fast::triton_demod_bias_act_bwd", mutates_args=())
+def _epilogue_bwd_op(gy: torch.Tensor, c: torch.Tensor, dcoefs: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+                     bias: Optional[torch.Tensor], act_code: int, alpha: float, gain: float, clamp: Optional[float],
+                     need_c: bool, need_d: bool, need_noise: bool,
+                     need_b: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    return K.demod_bias_act_bwd(gy, c, dcoefs, noise, bias, act_code, alpha, gain, clamp, need_c, need_d,
+                                need_noise, need_b)
+
+
+@_epilogue_bwd_op.register_fake
+def _(gy, c, dcoefs, noise, bias, act_code, alpha, gain, clamp, need_c, need_d, need_noise, need_b):
+    acc = torch.promote_types(c.dtype, torch.float32)
+    none = lambda: c.new_empty((0,), dtype=acc)  # noqa: E731
+    return (K.new_output(c, c.shape[1], c.shape[2], c.shape[3]) if need_c else c.new_empty((0,)),
+            c.new_empty((c.shape[0], c.shape[1]), dtype=acc) if need_d else none(),
+            c.new_empty(noise.shape, dtype=acc) if need_noise else none(),
+            c.new_empty((c.shape[1],), dtype=acc) if need_b else none())
+
+
 # ---------------------------------------------------------------------------------------------------
 # differentiable pieces
 
@@ -82,8 +103,17 @@ def _params(act_code, alpha, gain, clamp):
     return int(act_code), float(alpha), float(gain), None if clamp is None else float(clamp)
 
 
-def _epilogue_vjp(gy, c, dcoefs, noise, bias, p, need_d, need_noise, need_b):
-    """(g_c, g_d, g_noise, g_bias) of y = clamp(act(c * d + noise + bias) * gain), differentiable."""
+def _epilogue_vjp(gy, c, dcoefs, noise, bias, p, need_c, need_d, need_noise, need_b):
+    """(g_c, g_d, g_noise, g_bias) of y = clamp(act(c * d + noise + bias) * gain); None where not needed.
+
+    A plain backward (grad mode off: no second order to come) is one Triton pass
+    (``demod_bias_act_bwd``); under ``create_graph`` (path length, R1) it is built
+    from differentiable pieces so that the second order is exact.
+    """
+    if not torch.is_grad_enabled() and (not need_noise or noise.shape[1] == 1):
+        g = _epilogue_bwd_op(gy, c, dcoefs, noise, bias, *p, need_c, need_d, need_noise, need_b)
+        return tuple(gi.to(t.dtype) if need else None
+                     for gi, t, need in zip(g, (c, dcoefs, noise, bias), (need_c, need_d, need_noise, need_b)))
     act_code, alpha, gain, clamp = p
     acc = torch.promote_types(c.dtype, torch.float32)  # per-channel sums in float32 at least
     d4 = dcoefs.to(c.dtype)[:, :, None, None] if dcoefs is not None else None
@@ -91,10 +121,11 @@ def _epilogue_vjp(gy, c, dcoefs, noise, bias, p, need_d, need_noise, need_b):
     if noise is not None:
         z0 = z0 + noise.to(c.dtype)
     dz = bias_act_vjp(gy, z0, bias, 1, act_code, alpha, gain, clamp, "triton")
+    g_c = (dz * d4 if d4 is not None else dz) if need_c else None
     g_d = (dz.to(acc) * c.to(acc)).sum(dim=(2, 3)).to(dcoefs.dtype) if need_d else None
     g_noise = dz.to(acc).sum_to_size(noise.shape).to(noise.dtype) if need_noise else None
     g_bias = dz.sum(dim=(0, 2, 3), dtype=acc).to(bias.dtype) if need_b else None
-    return (dz * d4 if d4 is not None else dz), g_d, g_noise, g_bias
+    return g_c, g_d, g_noise, g_bias
 
 
 class _DemodBiasAct(torch.autograd.Function):
@@ -113,9 +144,7 @@ class _DemodBiasAct(torch.autograd.Function):
     @staticmethod
     def backward(ctx, gy):
         c, dcoefs, noise, bias = ctx.saved_tensors
-        need_c, need_d, need_noise, need_b = ctx.needs_input_grad[:4]
-        g_c, g_d, g_noise, g_bias = _epilogue_vjp(gy, c, dcoefs, noise, bias, ctx.p, need_d, need_noise, need_b)
-        return (g_c if need_c else None), g_d, g_noise, g_bias, None
+        return (*_epilogue_vjp(gy, c, dcoefs, noise, bias, ctx.p, *ctx.needs_input_grad[:4]), None)
 
 
 class _ModconvBiasAct(torch.autograd.Function):
@@ -141,7 +170,7 @@ class _ModconvBiasAct(torch.autograd.Function):
             return tuple(grads)
         g_conv = gc
         if gy is not None:
-            g_conv, grads[3], grads[4], grads[5] = _epilogue_vjp(gy, c, dcoefs, noise, bias, ctx.p, need_d,
+            g_conv, grads[3], grads[4], grads[5] = _epilogue_vjp(gy, c, dcoefs, noise, bias, ctx.p, True, need_d,
                                                                  need_noise, need_b)
             if gc is not None:
                 g_conv = g_conv + gc
