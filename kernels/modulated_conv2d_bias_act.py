@@ -46,16 +46,9 @@ __all__ = ["modconv_bias_act_fwd", "demod_bias_act_fwd", "demod_bias_act_bwd", "
 
 
 @triton.jit
-def _epilogue(z, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, snc, snh, snw,
-              alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo,
-              ACT: tl.constexpr, HAS_DEMOD: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr,
-              HAS_CLAMP: tl.constexpr, F64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
-    """clamp(act(z * d[n, o] + noise + bias[o]) * gain) for a [BLOCK_M pixels, BLOCK_N channels] tile."""
-    if F64:  # the float64 scalars arrive as float32 pairs hi + lo
-        zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float64)
-        alpha = (zero + alpha) + alpha_lo
-        gain = (zero + gain) + gain_lo
-        clamp = (zero + clamp) + clamp_lo
+def _pre_activation(z, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, snc, snh, snw,
+                    HAS_DEMOD: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr):
+    """z * d[n, o] + noise + bias[o] for a [pixels, channels] tile (n, oy, ox per pixel row)."""
     if HAS_DEMOD:
         z = z * tl.load(d_ptr + n[:, None] * O + rn[None, :], mask=mask, other=0.0)
     if HAS_NOISE:
@@ -64,6 +57,26 @@ def _epilogue(z, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, s
         z = z + tl.load(noise_ptr + noise_off, mask=mask, other=0.0).to(z.dtype)
     if HAS_BIAS:
         z = z + tl.load(b_ptr + rn, mask=mask_n, other=0.0).to(z.dtype)[None, :]
+    return z
+
+
+@triton.jit
+def _scalars_f64(alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The float64 scalars, which arrive as float32 pairs hi + lo, as [BLOCK_M, BLOCK_N] float64 tiles."""
+    zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float64)
+    return (zero + alpha) + alpha_lo, (zero + gain) + gain_lo, (zero + clamp) + clamp_lo
+
+
+@triton.jit
+def _epilogue(z, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, snc, snh, snw,
+              alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo,
+              ACT: tl.constexpr, HAS_DEMOD: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_BIAS: tl.constexpr,
+              HAS_CLAMP: tl.constexpr, F64: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr):
+    """clamp(act(z * d[n, o] + noise + bias[o]) * gain) for a [BLOCK_M pixels, BLOCK_N channels] tile."""
+    if F64:
+        alpha, gain, clamp = _scalars_f64(alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo, BLOCK_M, BLOCK_N)
+    z = _pre_activation(z, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, snc, snh, snw,
+                        HAS_DEMOD, HAS_NOISE, HAS_BIAS)
     y, _d1, _d2 = _act(z, alpha, ACT, F64)
     y = y * gain
     if HAS_CLAMP:
@@ -203,20 +216,10 @@ def _demod_bias_act_bwd_kernel(
         cdt = tl.float32
     c = tl.load(c_ptr + (n64 * scn + oy * sch + ox * scw)[:, None] + rn64 * scc, mask=mask, other=0.0).to(cdt)
     gy = tl.load(gy_ptr + (n64 * sgn + oy * sgh + ox * sgw)[:, None] + rn64 * sgc, mask=mask, other=0.0).to(cdt)
-    if F64:  # the float64 scalars arrive as float32 pairs hi + lo
-        zero = tl.zeros((BLOCK_M, BLOCK_N), tl.float64)
-        alpha = (zero + alpha) + alpha_lo
-        gain = (zero + gain) + gain_lo
-        clamp = (zero + clamp) + clamp_lo
-    z = c
-    if HAS_DEMOD:
-        d = tl.load(d_ptr + n * O + rn, mask=mask_n, other=0.0)
-        z = z * d[None, :]
-    if HAS_NOISE:
-        z = z + tl.load(noise_ptr + (n64 * snn + oy * snh + ox * snw)[:, None] + rn64 * snc, mask=mask,
-                        other=0.0).to(cdt)
-    if HAS_BIAS:
-        z = z + tl.load(b_ptr + rn, mask=mask_n, other=0.0).to(cdt)[None, :]
+    if F64:
+        alpha, gain, clamp = _scalars_f64(alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo, BLOCK_M, BLOCK_N)
+    z = _pre_activation(c, n + tl.zeros_like(p), oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr,
+                        snn, snc, snh, snw, HAS_DEMOD, HAS_NOISE, HAS_BIAS)
     y, d1, _d2 = _act(z, alpha, ACT, F64)
     y = y * gain
     dz = gy * (d1 * gain)  # gy is 0 outside the tile's mask, so is dz
@@ -225,7 +228,7 @@ def _demod_bias_act_bwd_kernel(
     if NEED_C:
         gc = dz
         if HAS_DEMOD:
-            gc = dz * d[None, :]
+            gc = dz * tl.load(d_ptr + n * O + rn, mask=mask_n, other=0.0)[None, :]
         tl.store(gc_ptr + (n64 * son + oy * soh + ox * sow)[:, None] + rn64 * soc,
                  gc.to(gc_ptr.dtype.element_ty), mask=mask)
     if NEED_D:  # partial sum_hw dz * c for (n, t, o)
