@@ -10,8 +10,9 @@
 #      retried without the extension if that fails or runs out of time); then the backends that can
 #      run (a JIT build of the extension happens here, or the extension is switched off)  -> gpu.log
 #   3. the GPU tests:             python -m pytest tests -m gpu -q           -> gpu.log
-#   4. the rest of the full suite: python -m pytest tests -m "not gpu" -q    -> gpu.log
-#      (3 + 4 = the full suite, without running the GPU tests twice)
+#   4. the rest of the suite:     python -m pytest tests -m "not gpu and not slow" -q   -> gpu.log
+#      (3 + 4 = the full suite without the slow tests, which CI runs: e.g. the compile-for-sm_90 check,
+#      redundant where the kernels run for real)
 #   5. python -m benchmarks --preset stylegan2 (its own --budget-s; JSON written after every case)
 #   6. python -m benchmarks --preset biggan
 #   7. python -m benchmarks.report on the two JSON files                     -> report.md
@@ -75,7 +76,7 @@ fi
 
 # 3-4. tests
 step tests-gpu 75 245 $PY -m pytest tests -m gpu -q -p no:cacheprovider
-step tests-rest 75 200 $PY -m pytest tests -m "not gpu" -q -p no:cacheprovider
+step tests-rest 75 200 $PY -m pytest tests -m "not gpu and not slow" -q -p no:cacheprovider
 
 # 5-6. benchmarks: the runner stops starting measurements at --budget-s and writes its JSON;
 # `timeout` (a little later) is the backstop.

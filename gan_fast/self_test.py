@@ -1,8 +1,9 @@
 """First-use self-test of a fast backend: a kernel that fails on this machine falls back to ``ref``.
 
 The first time ``impl=None`` would pick a fast backend for an op on a device,
-a tiny case runs through it and through ``ref`` — forward, gradient and
-second-order gradient. If the fast path raises (a Triton kernel that does not
+a tiny case runs through it and through ``ref`` — forward, gradient (both the
+plain backward of a training step and the differentiable one of a penalty)
+and second-order gradient. If the fast path raises (a Triton kernel that does not
 compile for this GPU, a missing CUDA arch in the extension) or disagrees, that
 op uses ``ref`` on that device from then on, with one warning saying why. The
 check costs a few tiny launches once per (op, backend, device type), runs with
@@ -55,14 +56,18 @@ def _run(op: str, impl: str, device: torch.device) -> Tuple[bool, str]:
 
 
 def _differentiate(outs, inputs, weights):
+    """(plain gradient, gradient under create_graph, second-order gradient) of sum <out, weight>."""
+    def zeros_for_none(gs):
+        return [torch.zeros_like(i) if g is None else g for g, i in zip(gs, inputs)]
+
     s = sum((o * w).sum() for o, w in zip(outs, weights) if o.requires_grad)
-    g1 = torch.autograd.grad(s, inputs, create_graph=True, allow_unused=True)
-    g1 = [torch.zeros_like(i) if g is None else g for g, i in zip(g1, inputs)]
+    # Fast backends may take a different path when no second order will follow (one fused pass).
+    plain = zeros_for_none(torch.autograd.grad(s, inputs, retain_graph=True, allow_unused=True))
+    g1 = zeros_for_none(torch.autograd.grad(s, inputs, create_graph=True, allow_unused=True))
     second = [g.square().sum() for g in g1 if g.requires_grad]
     if not second:
-        return g1, [torch.zeros_like(i) for i in inputs]
-    g2 = torch.autograd.grad(sum(second), inputs, allow_unused=True)
-    return g1, [torch.zeros_like(i) if g is None else g for g, i in zip(g2, inputs)]
+        return plain, g1, [torch.zeros_like(i) for i in inputs]
+    return plain, g1, zeros_for_none(torch.autograd.grad(sum(second), inputs, allow_unused=True))
 
 
 def _compare(run, inputs, impl, gen):
@@ -70,7 +75,7 @@ def _compare(run, inputs, impl, gen):
     got = run(impl)
     weights = [torch.randn(o.shape, generator=gen, device=o.device, dtype=o.dtype) for o in want]
     for name, a, b in [("forward", got, want)] + list(zip(
-            ("gradient", "second-order gradient"),
+            ("gradient", "gradient (create_graph)", "second-order gradient"),
             _differentiate(got, inputs, weights), _differentiate(want, inputs, weights))):
         for x, y in zip(a, b):
             torch.testing.assert_close(x, y, rtol=RTOL, atol=ATOL, msg=lambda m, name=name: f"{name}: {m}")
