@@ -20,14 +20,17 @@ import torch
 # op name -> case(device, generator) -> (run(impl) -> tuple of outputs, differentiable inputs)
 Case = Callable[[torch.device, torch.Generator], Tuple[Callable[[str], Sequence[torch.Tensor]], Sequence[torch.Tensor]]]
 _CASES: Dict[str, Case] = {}
+_BACKENDS: Dict[str, Tuple[str, ...]] = {}  # op -> the fast backends it has (on any device)
 _results: Dict[Tuple[str, str, str], Tuple[bool, str]] = {}
 _lock = threading.Lock()
 RTOL, ATOL = 1e-3, 1e-4
 
 
-def register(op: str, case: Case) -> None:
-    """Registers the tiny case that checks ``op``'s fast backends (called by each op module)."""
+def register(op: str, case: Case, fast_backends: Dict[str, Sequence[str]]) -> None:
+    """Registers the tiny case that checks ``op``'s fast backends (called by each op module with its
+    ``FAST_BACKENDS``)."""
     _CASES[op] = case
+    _BACKENDS[op] = tuple(sorted({b for order in fast_backends.values() for b in order}))
 
 
 def passed(op: str, impl: str, device: torch.device) -> Tuple[bool, str]:
@@ -79,3 +82,31 @@ def _compare(run, inputs, impl, gen):
             _differentiate(got, inputs, weights), _differentiate(want, inputs, weights))):
         for x, y in zip(a, b):
             torch.testing.assert_close(x, y, rtol=RTOL, atol=ATOL, msg=lambda m, name=name: f"{name}: {m}")
+
+
+def main(argv=None) -> int:
+    """``gan-fast-self-test [--device DEVICE]``: every op's self-test on each of its fast backends here.
+
+    Prints one line per (op, backend): ok, FAILED with the reason, or unavailable with why;
+    exits 1 when a backend that can run here fails.
+    """
+    import argparse  # noqa: PLC0415
+
+    from . import backend, ops  # noqa: F401, PLC0415 - importing ops registers every case
+
+    ap = argparse.ArgumentParser(prog="gan-fast-self-test", description=main.__doc__.splitlines()[0])
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(ap.parse_args(argv).device)
+    status = backend.available_backends(device)
+    failed = False
+    print(f"gan_fast self-test on {device} (torch {torch.__version__})")
+    for op in sorted(_CASES):
+        for impl in _BACKENDS[op]:
+            usable, why = status[impl]
+            if not usable:
+                print(f"  {op:28s} {impl:7s} unavailable: {why}")
+                continue
+            ok, reason = _run(op, impl, device)
+            failed |= not ok
+            print(f"  {op:28s} {impl:7s} {'ok' if ok else 'FAILED: ' + reason}")
+    return 1 if failed else 0

@@ -11,7 +11,7 @@ from conftest import fast_backends
 OPS = {
     "bias_act": ops.bias_act, "upfirdn2d": ops.upfirdn2d, "modulated_conv2d": ops.modulated_conv2d,
     "power_iteration": ops.power_iteration, "spectral_normalize": ops.spectral_normalize,
-    "gradient_norm_penalty": ops.gradient_norm_penalty,
+    "gradient_norm_penalty": ops.gradient_norm_penalty, "modulated_conv2d_bias_act": ops.modulated_conv2d_bias_act,
 }
 CASES = [(op, impl) for op in OPS for impl in fast_backends(__import__(f"gan_fast.ops.{op}", fromlist=["x"]).FAST_BACKENDS)]
 
@@ -65,3 +65,23 @@ def test_self_test_ignores_the_callers_modes():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         ok, why = self_test._run("bias_act", "ref", torch.device("cpu"))
     assert ok, why
+
+
+def test_command_line_reports_every_op_and_fails_on_a_wrong_backend(monkeypatch, capsys, device):
+    """``gan-fast-self-test``: one line per (op, fast backend), exit status 1 only when one fails."""
+    assert self_test.main(["--device", device.type]) == 0
+    lines = capsys.readouterr().out.splitlines()[1:]
+    assert {line.split()[0] for line in lines} == set(self_test._CASES)
+    assert all(line.split()[2] in ("ok", "unavailable:") for line in lines)
+
+    def case(device, gen):
+        x = torch.randn(3, generator=gen, device=device).requires_grad_()
+        return (lambda impl: (x * (2.0 if impl == "ref" else 2.5),)), [x]
+
+    monkeypatch.setitem(self_test._CASES, "wrong_op", case)
+    monkeypatch.setitem(self_test._BACKENDS, "wrong_op", ("cpp",))
+    monkeypatch.setattr(backend, "available_backends", lambda d: {"cpp": (True, ""), "triton": (True, "")})
+    self_test.reset()
+    assert self_test.main(["--device", device.type]) == 1
+    assert "wrong_op                     cpp     FAILED: its self-test failed" in capsys.readouterr().out
+    self_test.reset()

@@ -74,4 +74,4 @@ def _self_test_case(device, gen):
             [x, b])
 
 
-self_test.register("bias_act", _self_test_case)
+self_test.register("bias_act", _self_test_case, FAST_BACKENDS)

@@ -50,4 +50,4 @@ def _self_test_case(device, gen):
                           gradient_norm_penalty(g, impl=impl)), [g])
 
 
-self_test.register("gradient_norm_penalty", _self_test_case)
+self_test.register("gradient_norm_penalty", _self_test_case, FAST_BACKENDS)

@@ -107,4 +107,4 @@ def _self_test_case(device, gen):
                                                 impl=impl) for fused in (True, False)), [x, w, s])
 
 
-self_test.register("modulated_conv2d", _self_test_case)
+self_test.register("modulated_conv2d", _self_test_case, FAST_BACKENDS)

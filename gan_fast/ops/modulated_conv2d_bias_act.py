@@ -143,4 +143,4 @@ def _self_test_case(device, gen):
     return run, [x, w, s, b]
 
 
-self_test.register("modulated_conv2d_bias_act", _self_test_case)
+self_test.register("modulated_conv2d_bias_act", _self_test_case, FAST_BACKENDS)

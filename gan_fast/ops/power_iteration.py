@@ -60,4 +60,4 @@ def _self_test_case(device, gen):
     return lambda impl: power_iteration(w, u, v, 2, impl=impl), [w]
 
 
-self_test.register("power_iteration", _self_test_case)
+self_test.register("power_iteration", _self_test_case, FAST_BACKENDS)

@@ -148,4 +148,4 @@ def _self_test_case(device, gen):
     return lambda impl: (upsample2d(x, f, impl=impl), downsample2d(x, f, impl=impl)), [x]
 
 
-self_test.register("upfirdn2d", _self_test_case)
+self_test.register("upfirdn2d", _self_test_case, FAST_BACKENDS)
