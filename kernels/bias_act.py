@@ -204,7 +204,7 @@ def _bias_act_kernel(x_ptr, b_ptr, dy_ptr, ddx_ptr, out_ptr, n, C, stride_c, alp
     if MODE == 0:
         if HAS_CLAMP:
             c = clamp
-            y = tl.minimum(tl.maximum(y, -c), c)
+            y = tl.clamp(y, -c, c, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as torch.clamp
         out = y
     else:
         dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(cdt)

@@ -80,7 +80,7 @@ def _epilogue(z, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, s
     y, _d1, _d2 = _act(z, alpha, ACT, F64)
     y = y * gain
     if HAS_CLAMP:
-        y = tl.minimum(tl.maximum(y, -clamp), clamp)
+        y = tl.clamp(y, -clamp, clamp, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as torch.clamp
     return y
 
 

@@ -236,15 +236,31 @@ def test_plain_and_create_graph_backward_agree(impl, device):
 
 
 @pytest.mark.parametrize("impl", BACKENDS)
-def test_autocast_runs_in_the_autocast_dtype(impl, device):
-    """float32 inputs under autocast: the output has the autocast dtype, as the composed layer's does."""
-    args, kw = _inputs(device, seed=11)
+@pytest.mark.parametrize("x_dtype", [torch.float32, torch.float16])
+def test_autocast_runs_in_the_autocast_dtype(impl, x_dtype, device):
+    """float32 or float16 x under bfloat16 (CPU) / float16 (GPU: float32 x only) autocast: the output has the
+    autocast dtype, as the composed layer's does (autocast's convolution casts every non-float64 input)."""
     dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    if x_dtype == dtype:
+        x_dtype = torch.bfloat16
+    args, kw = _inputs(device, seed=11)
+    args[0] = args[0].to(x_dtype)
     with torch.autocast(device.type, dtype=dtype):  # a smooth activation: no kink for rounding to flip
         y_ref, g_ref = _run("ref", args, kw, "swish", 256.0)
         y, g = _run(impl, args, kw, "swish", 256.0)
     assert y_ref.dtype == dtype
     assert_parity(y, g, y_ref, g_ref, dtype, 5e-2, 1e-1)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_nan_stays_nan_through_the_clamp(impl, device):
+    args, kw = _inputs(device, seed=12)
+    args[0][0, 1, 3, 2] = float("nan")
+    y_ref = _layer("ref", *args, **kw, act="lrelu", clamp=0.5)
+    y = _layer(impl, *args, **kw, act="lrelu", clamp=0.5)
+    assert y_ref.isnan().any()
+    assert torch.equal(y.isnan(), y_ref.isnan())
+    _close(y.nan_to_num(), y_ref.nan_to_num())
 
 
 @pytest.mark.parametrize("impl", BACKENDS)

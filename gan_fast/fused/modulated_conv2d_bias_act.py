@@ -216,7 +216,7 @@ def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: tor
     if impl != "triton":
         raise ValueError(f"modulated_conv2d_bias_act has no fused {impl!r} backend (only 'triton')")
     device_type = x.device.type
-    if x.dtype == torch.float32 and torch.is_autocast_enabled(device_type):
+    if x.dtype != torch.float64 and torch.is_autocast_enabled(device_type):
         x = x.to(torch.get_autocast_dtype(device_type))  # autocast's convolution policy (it cannot see inside)
     if needs_fp16_prenormalization(x, demodulate):
         weight, styles = prenormalize_fp16(weight, styles)
