@@ -14,6 +14,8 @@ OPS = {
     "gradient_norm_penalty": ops.gradient_norm_penalty, "modulated_conv2d_bias_act": ops.modulated_conv2d_bias_act,
 }
 CASES = [(op, impl) for op in OPS for impl in fast_backends(__import__(f"gan_fast.ops.{op}", fromlist=["x"]).FAST_BACKENDS)]
+# modulated_conv2d_bias_act registers one case per algorithm
+CASES += [("modulated_conv2d_bias_act:implicit_gemm", impl) for op, impl in CASES if op == "modulated_conv2d_bias_act"]
 
 
 def test_every_op_registers_a_case():

@@ -86,7 +86,8 @@ def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: tor
     alpha, gain, clamp = activation_args(spec, alpha, gain, clamp)
     algorithm = _check_algorithm(algorithm, up, down, pad, flip_weight)
 
-    chosen = backend.resolve("modulated_conv2d_bias_act", impl, x.device, FAST_BACKENDS)
+    # Each algorithm is self-tested (and falls back) on its own: an opt-in one cannot disable the default.
+    chosen = backend.resolve(_SELF_TEST_NAMES[algorithm], impl, x.device, FAST_BACKENDS)
     if chosen == "ref" and impl is None:
         # No fused backend here (e.g. CPU): the composition of the public ops, each on its own best backend.
         y = modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter, bool(demodulate),
@@ -128,19 +129,31 @@ def _check_algorithm(algorithm, up, down, pad, flip_weight) -> str:
     return algorithm
 
 
-def _self_test_case(device, gen):
-    x = torch.randn(2, 3, 6, 5, generator=gen, device=device).requires_grad_()
-    w = torch.randn(4, 3, 3, 3, generator=gen, device=device).requires_grad_()
-    s = (torch.rand(2, 3, generator=gen, device=device) + 0.5).requires_grad_()
-    b = torch.randn(4, generator=gen, device=device).requires_grad_()
-    f = setup_filter([1, 3, 3, 1], device=device)
+def _self_test_case(algorithm):
+    """Both layers StyleGAN2 trains (lrelu + clamp + per-pixel noise with gradient; linear ToRGB-like without
+    demodulation), 17 output channels (two channel tiles), and for 'cudnn' the up-2 layer."""
+    def case(device, gen):
+        def rand(*shape):
+            return torch.randn(*shape, generator=gen, device=device).requires_grad_()
 
-    def run(impl):
-        return tuple([modulated_conv2d_bias_act(x, w, s, b, padding=1, act="lrelu", clamp=1.0, algorithm=a,
-                                                impl=impl) for a in ALGORITHMS] +
-                     [modulated_conv2d_bias_act(x, w, s, b, up=2, padding=1, resample_filter=f, flip_weight=False,
-                                                act="lrelu", impl=impl)])
-    return run, [x, w, s, b]
+        x, w, b, nz = rand(2, 3, 6, 5), rand(17, 3, 3, 3), rand(17), rand(2, 1, 6, 5)
+        s = (torch.rand(2, 3, generator=gen, device=device) + 0.5).requires_grad_()
+        x_up, nz_up = rand(2, 3, 3, 3), rand(2, 1, 6, 6)
+        f = setup_filter([1, 3, 3, 1], device=device)
+
+        def run(impl):
+            out = [modulated_conv2d_bias_act(x, w, s, b, nz, padding=1, act="lrelu", clamp=1.0,
+                                             algorithm=algorithm, impl=impl),
+                   modulated_conv2d_bias_act(x, w, s, b, padding=1, demodulate=False, algorithm=algorithm,
+                                             impl=impl)]
+            if algorithm == "cudnn":
+                out.append(modulated_conv2d_bias_act(x_up, w, s, b, nz_up, up=2, padding=1, resample_filter=f,
+                                                     flip_weight=False, act="lrelu", impl=impl))
+            return tuple(out)
+        return run, [x, w, s, b, nz, x_up, nz_up]
+    return case
 
 
-self_test.register("modulated_conv2d_bias_act", _self_test_case, FAST_BACKENDS)
+_SELF_TEST_NAMES = {"cudnn": "modulated_conv2d_bias_act", "implicit_gemm": "modulated_conv2d_bias_act:implicit_gemm"}
+for _algorithm, _name in _SELF_TEST_NAMES.items():
+    self_test.register(_name, _self_test_case(_algorithm), FAST_BACKENDS)
