@@ -175,6 +175,13 @@ def _act(z, alpha, ACT: tl.constexpr, F64: tl.constexpr):
 
 
 @triton.jit
+def _clamp_keep_nan(y, c):
+    """torch.clamp(y, -c, c): NaN stays NaN (tl.minimum/maximum would return -c; tl.clamp's
+    PropagateNan.ALL does not lower for float64 on NVIDIA GPUs)."""
+    return tl.where(y != y, y, tl.minimum(tl.maximum(y, -c), c))
+
+
+@triton.jit
 def _bias_act_kernel(x_ptr, b_ptr, dy_ptr, ddx_ptr, out_ptr, n, C, stride_c, alpha, gain, clamp,
                      alpha_lo, gain_lo, clamp_lo,
                      ACT: tl.constexpr, MODE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_CLAMP: tl.constexpr,
@@ -204,7 +211,7 @@ def _bias_act_kernel(x_ptr, b_ptr, dy_ptr, ddx_ptr, out_ptr, n, C, stride_c, alp
     if MODE == 0:
         if HAS_CLAMP:
             c = clamp
-            y = tl.clamp(y, -c, c, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as torch.clamp
+            y = _clamp_keep_nan(y, c)
         out = y
     else:
         dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(cdt)
@@ -221,6 +228,10 @@ def _bias_act_kernel(x_ptr, b_ptr, dy_ptr, ddx_ptr, out_ptr, n, C, stride_c, alp
 
 # ----------------------------------------------------------------------------------------------------------------
 # Launchers
+
+_GPU_BLOCK = 1024
+# The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles them).
+GPU_CONSTEXPRS = {"_bias_act_kernel": [dict(BLOCK=_GPU_BLOCK)]}
 
 
 def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -277,7 +288,7 @@ def _launch(mode: int, x, b, dy, ddx, act_code: int, alpha: float, gain: float, 
     clamp = float(clamp) if clamp is not None else -1.0
     f64 = x.dtype == torch.float64
     scalars = [split_f64(float(alpha), f64), split_f64(float(gain), f64), split_f64(clamp, f64)]
-    block = 1024 if x.is_cuda else 4096  # fewer, larger programs under the interpreter
+    block = _GPU_BLOCK if x.is_cuda else 4096  # fewer, larger programs under the interpreter
     int64 = n + block > _INT32_LIMIT or int(C) * max(stride_c, 1) > _INT32_LIMIT
     grid = (triton.cdiv(n, block),)
     with device_guard(x):

@@ -12,9 +12,10 @@ call. This closes that gap in two steps:
    and the constexpr values.
 2. ``compile``: in a process without the interpreter, compile each recorded
    specialisation with ``triton.compile`` for ``GPUTarget('cuda', arch, 32)``
-   down to PTX and cubin (Triton's bundled ptxas) — plus every autotune config
-   of the autotuned kernels, and the GPU-only values of constexprs that the
-   interpreter never takes (``GPU_ONLY_CONSTEXPRS``).
+   down to PTX and cubin (Triton's bundled ptxas) — with the interpreter's
+   block sizes and the GPU's (each kernel module's ``GPU_CONSTEXPRS``, or the
+   autotune configs of an autotuned kernel), and the GPU-only values of
+   constexprs the interpreter never takes (``GPU_ONLY_CONSTEXPRS``).
 
 It checks compilation, not numerics (those are the parity tests, on a GPU via
 ``benchmarks/gpu.sh``)::
@@ -168,23 +169,35 @@ def _autotuner_configs(jit_fn) -> list:
             if isinstance(obj, triton.runtime.Autotuner) and obj.fn is jit_fn for cfg in obj.configs]
 
 
+def _gpu_constexprs(kernel: str, consts: dict) -> List[dict]:
+    """The kernel module's ``GPU_CONSTEXPRS`` for this kernel: the launch parameters a GPU uses where the
+    interpreter's differ (block sizes), each a dict or a callable of the recorded constexprs."""
+    module, name = kernel.rsplit(".", 1)
+    table = getattr(importlib.import_module(module), "GPU_CONSTEXPRS", {})
+    return [entry(consts) if callable(entry) else dict(entry) for entry in table.get(name, [])]
+
+
 def _variants(entry: dict, configs: list, first_of_signature: bool) -> List[Tuple[dict, dict]]:
     """(constexprs, options) to compile for one recorded launch.
 
-    Autotuned kernels run only their configs on a GPU (the recorded block sizes are the interpreter's):
-    every recorded launch is compiled with the first config, and all configs are compiled for the first
-    launch of each argument-type signature.
+    The recorded constexprs, each with the GPU-only values (``GPU_ONLY_CONSTEXPRS``) where they apply;
+    then the GPU's launch parameters: the module's ``GPU_CONSTEXPRS`` (every recorded launch with its
+    first entry, the first launch of each argument-type signature with all), or for autotuned kernels,
+    which run only their configs on a GPU, the autotune configs (likewise).
     """
-    base = dict(entry["constexprs"])
+    base = dict(_decode(entry["constexprs"]))
     variants = [base]
     for name, (value, applies) in GPU_ONLY_CONSTEXPRS.items():
         if name in base and applies(entry["signature"]):
             variants.append({**base, name: value})
+    gpu = [(cfg.kwargs, {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages}) for cfg in configs]
     if not configs:
-        return [(v, {}) for v in variants]
-    chosen = configs if first_of_signature else configs[:1]
-    return [({**v, **cfg.kwargs}, {"num_warps": cfg.num_warps, "num_stages": cfg.num_stages})
-            for v in variants for cfg in chosen]
+        variants_gpu = [(v, {}) for v in variants]  # the interpreter's blocks: what a CPU test ran
+        gpu = [(c, {}) for c in _gpu_constexprs(entry["kernel"], base)]
+    else:
+        variants_gpu = []
+    chosen = gpu if first_of_signature else gpu[:1]
+    return variants_gpu + [({**v, **c}, opts) for v in variants for c, opts in chosen]
 
 
 def _compile_one(job) -> str:
@@ -224,7 +237,7 @@ def compile_records(records: List[dict], arch: int, workers: int = 0) -> List[st
             key = json.dumps([entry["kernel"], entry["signature"], consts, options], sort_keys=True, default=str)
             if key not in done:
                 done.add(key)
-                jobs.append((entry["kernel"], entry["signature"], _decode(consts), options, arch))
+                jobs.append((entry["kernel"], entry["signature"], consts, options, arch))
         signatures.add(sig_key)
     with ProcessPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
         failures = [msg for msg in pool.map(_compile_one, jobs) if msg]

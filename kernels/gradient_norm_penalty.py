@@ -36,6 +36,9 @@ __all__ = ["gnp_forward", "gnp_backward", "penalty_mode", "REDUCTIONS"]
 
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _INT32_LIMIT = 2**31 - 1
+_GPU_BLOCK = 1024
+# The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles them).
+GPU_CONSTEXPRS = {"_gnp_fwd_kernel": [dict(BLOCK=_GPU_BLOCK)], "_gnp_bwd_kernel": [dict(BLOCK=_GPU_BLOCK)]}
 
 
 def penalty_mode(center: float, one_sided: bool) -> int:
@@ -191,7 +194,7 @@ def gnp_forward(grads: torch.Tensor, center: float, one_sided: bool, reduction: 
     D = g.numel() // N if N else 0
     if N == 0:
         return out.fill_(float("nan") if red == 2 else 0.0), sq
-    block = 1024 if g.is_cuda else 4096
+    block = _GPU_BLOCK if g.is_cuda else 4096
     if split is None:
         if g.is_cuda:
             want = 4 * _num_sms(g.device)
@@ -231,7 +234,7 @@ def gnp_backward(grads: torch.Tensor, sq: torch.Tensor, grad_out: torch.Tensor, 
     c_hi, c_lo = split_f64(float(center), f64)
     go = grad_out.to(_acc_dtype(grads.dtype)).contiguous()
     sq = sq.contiguous()
-    block = 1024 if g.is_cuda else 4096
+    block = _GPU_BLOCK if g.is_cuda else 4096
     total = g.numel()
     with device_guard(g):
         _gnp_bwd_kernel[(triton.cdiv(total, block),)](g, sq, go, out, total, D, N, c_hi, c_lo,

@@ -36,6 +36,22 @@ __all__ = ["DEMOD_EPS", "demod_coefs", "scale_channels", "channel_dot", "modulat
 
 DEMOD_EPS = 1e-8
 _INT32_MAX = 2**31 - 1
+_GPU_BLOCK = 1024
+_GPU_DOT_NHWC, _GPU_DOT_NCHW = dict(BLOCK_P=64, BLOCK_C=32), dict(BLOCK_P=1024, BLOCK_C=1)
+
+
+def _gpu_demod_blocks(block_k: int) -> dict:
+    return dict(BLOCK_O=32, BLOCK_I=max(16, min(64, 512 // block_k)))
+
+
+# The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles
+# them); a callable maps the recorded constexprs to the GPU's.
+GPU_CONSTEXPRS = {
+    "_demod_kernel": [lambda c: _gpu_demod_blocks(c["BLOCK_K"])],
+    "_scale_channels_kernel": [dict(BLOCK=_GPU_BLOCK)],
+    "_channel_dot_kernel": [lambda c: _GPU_DOT_NHWC if c["BLOCK_C"] > 1 else _GPU_DOT_NCHW],
+    "_modulate_weight_kernel": [dict(BLOCK=_GPU_BLOCK)],
+}
 
 
 
@@ -99,7 +115,8 @@ def demod_coefs(styles: torch.Tensor, weight: torch.Tensor, eps: float = DEMOD_E
     block_k = _next_pow2(k)
     block_b = min(max(_next_pow2(b), 16), 64)
     if on_gpu(styles):
-        block_o, block_i, warps = 32, max(16, min(64, 512 // block_k)), 4
+        gpu_blocks = _gpu_demod_blocks(block_k)
+        block_o, block_i, warps = gpu_blocks["BLOCK_O"], gpu_blocks["BLOCK_I"], 4
     else:
         block_o = min(max(_next_pow2(o), 16), 64)
         block_i = min(max(_next_pow2(i), 16), 64)
@@ -175,7 +192,7 @@ def scale_channels(x: torch.Tensor, scale: Optional[torch.Tensor], noise: Option
         nstr = (0, 0, 0, 0)
     use_int64 = numel > _INT32_MAX // 2 or (noise is not None and
                                             sum((s - 1) * st for s, st in zip(noise.shape, nstr)) > _INT32_MAX // 2)
-    block = 1024 if on_gpu(x) else min(_next_pow2(numel), 8192)
+    block = _GPU_BLOCK if on_gpu(x) else min(_next_pow2(numel), 8192)
     grid = (triton.cdiv(numel, block),)
     with device_guard(x):
         _scale_channels_kernel[grid](x, scale if scale is not None else x, noise if noise is not None else x, y,
@@ -236,11 +253,11 @@ def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return torch.zeros((n, c), dtype=torch.float32, device=a.device)
     channels_last = a.stride(1) == 1 and c > 1
     if channels_last:
-        block_c = min(_next_pow2(c), 32 if on_gpu(a) else 64)
-        block_p = 64 if on_gpu(a) else max(1, min(_next_pow2(hw), 4096 // block_c))
+        block_c = min(_next_pow2(c), _GPU_DOT_NHWC["BLOCK_C"] if on_gpu(a) else 64)
+        block_p = _GPU_DOT_NHWC["BLOCK_P"] if on_gpu(a) else max(1, min(_next_pow2(hw), 4096 // block_c))
     else:
         block_c = 1
-        block_p = 1024 if on_gpu(a) else min(_next_pow2(hw), 4096)
+        block_p = _GPU_DOT_NCHW["BLOCK_P"] if on_gpu(a) else min(_next_pow2(hw), 4096)
     num_cb = triton.cdiv(c, block_c)
     programs = n * num_cb
     # Split H*W over more programs when there are few rows (deterministic: partial sums, then one sum).
@@ -299,7 +316,7 @@ def modulate_weight(weight: torch.Tensor, styles: torch.Tensor, dcoefs: Optional
         return out
     if dcoefs is not None:
         dcoefs = dcoefs.to(torch.float32).contiguous()
-    block = 1024 if on_gpu(weight) else min(_next_pow2(numel), 16384)
+    block = _GPU_BLOCK if on_gpu(weight) else min(_next_pow2(numel), 16384)
     with device_guard(weight):
         _modulate_weight_kernel[(triton.cdiv(numel, block),)](
             w3, styles, dcoefs if dcoefs is not None else w3, out, numel, o, i, kh * kw, *w3.stride(),

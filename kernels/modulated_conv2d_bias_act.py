@@ -40,7 +40,7 @@ import triton
 import triton.language as tl
 
 from ._common import device_guard, on_gpu, split_f64
-from .bias_act import _act
+from .bias_act import _act, _clamp_keep_nan
 
 __all__ = ["modconv_bias_act_fwd", "demod_bias_act_fwd", "demod_bias_act_bwd", "new_output", "output_size"]
 
@@ -80,7 +80,7 @@ def _epilogue(z, n, oy, ox, rn, mask, mask_n, O, d_ptr, noise_ptr, b_ptr, snn, s
     y, _d1, _d2 = _act(z, alpha, ACT, F64)
     y = y * gain
     if HAS_CLAMP:
-        y = tl.clamp(y, -clamp, clamp, propagate_nan=tl.PropagateNan.ALL)  # NaN stays NaN, as torch.clamp
+        y = _clamp_keep_nan(y, clamp)
     return y
 
 
@@ -244,6 +244,13 @@ _CONFIGS = [
     triton.Config({"BLOCK_M": bm, "BLOCK_N": bn, "BLOCK_K": bk}, num_warps=nw, num_stages=ns)
     for bm, bn, bk, nw, ns in ((128, 64, 32, 4, 3), (64, 128, 32, 4, 3), (128, 128, 32, 8, 3), (64, 64, 64, 4, 4))
 ]
+# Block sizes of the epilogue kernels (16 x 16 under the interpreter, the smallest tl.dot takes).
+_GPU_EPILOGUE_NHWC, _GPU_EPILOGUE_NCHW = dict(BLOCK_M=32, BLOCK_N=64), dict(BLOCK_M=128, BLOCK_N=16)
+_GPU_EPILOGUE_BWD = dict(BLOCK_M=64, BLOCK_N=64)
+_INTERPRETER_BLOCKS = dict(BLOCK_M=16, BLOCK_N=16)
+# The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles them).
+GPU_CONSTEXPRS = {"_demod_bias_act_kernel": [_GPU_EPILOGUE_NHWC, _GPU_EPILOGUE_NCHW],
+                  "_demod_bias_act_bwd_kernel": [_GPU_EPILOGUE_BWD]}
 _tuned = triton.autotune(configs=_CONFIGS, key=["I", "O", "M", "KH", "KW", "LOW_PRECISION_DOT"],
                          cache_results=True)(_modconv_bias_act_kernel)
 
@@ -330,9 +337,8 @@ def demod_bias_act_fwd(c: torch.Tensor, dcoefs: Optional[torch.Tensor], noise: O
     b = bias.contiguous() if bias is not None else y
     m = batch * oh * ow
     # Channel-major tiles when channels are contiguous (channels_last), pixel-major otherwise.
-    block_m, block_n = (32, 64) if c.stride(1) == 1 else (128, 16)
-    if not on_gpu(c):
-        block_m, block_n = 16, 16
+    blocks = (_GPU_EPILOGUE_NHWC if c.stride(1) == 1 else _GPU_EPILOGUE_NCHW) if on_gpu(c) else _INTERPRETER_BLOCKS
+    block_m, block_n = blocks["BLOCK_M"], blocks["BLOCK_N"]
     with device_guard(c):
         _demod_bias_act_kernel[(triton.cdiv(m, block_m), triton.cdiv(out_ch, block_n))](
             c, d, nz, b, y, out_ch, oh, ow, m, *c.stride(), *nz.stride(), *y.stride(),
@@ -360,8 +366,8 @@ def demod_bias_act_bwd(gy: torch.Tensor, c: torch.Tensor, dcoefs: Optional[torch
     if need_noise and noise.shape[1] != 1:
         raise ValueError(f"demod_bias_act_bwd: the noise gradient needs noise of shape [N or 1, 1, H, W], got "
                          f"{tuple(noise.shape)}")
-    gpu = on_gpu(c)
-    block_m, block_n = (64, 64) if gpu else (16, 16)
+    blocks = _GPU_EPILOGUE_BWD if on_gpu(c) else _INTERPRETER_BLOCKS
+    block_m, block_n = blocks["BLOCK_M"], blocks["BLOCK_N"]
     tiles, ctiles = triton.cdiv(hw, block_m), triton.cdiv(out_ch, block_n)
     empty = c.new_empty((0,), dtype=acc)
     gc = new_output(c, out_ch, oh, ow) if need_c else c.new_empty((0,))

@@ -348,10 +348,18 @@ class _TableCache:
 _tables = _TableCache()
 
 
+_GPU_BLOCKS = dict(BLOCK_H=16, BLOCK_W=256, BLOCK=1024)
+# The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles them).
+_GPU_TILE = dict(BLOCK_H=_GPU_BLOCKS["BLOCK_H"], BLOCK_W=_GPU_BLOCKS["BLOCK_W"])
+GPU_CONSTEXPRS = {"_sn_power_kernel": [_GPU_TILE], "_sn_bwd_kernel": [_GPU_TILE],
+                  "_sn_scale_kernel": [dict(BLOCK=_GPU_BLOCKS["BLOCK"])],
+                  "_sn_bwd_apply_kernel": [dict(BLOCK=_GPU_BLOCKS["BLOCK"])]}
+
+
 def _blocks(device: torch.device) -> Tuple[int, int, int]:
     """(BLOCK_H, BLOCK_W, BLOCK) for the matrix and elementwise kernels."""
     if device.type == "cuda":
-        return 16, 256, 1024
+        return _GPU_BLOCKS["BLOCK_H"], _GPU_BLOCKS["BLOCK_W"], _GPU_BLOCKS["BLOCK"]
     return 4, 32, 4096  # under the interpreter: small tiles so small test matrices still use several programs
 
 
