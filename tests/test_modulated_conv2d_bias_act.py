@@ -285,14 +285,14 @@ def test_opcheck(impl, device):
     d = torch.rand(x.shape[0], w.shape[0], device=device) + 0.5
     if impl.endswith(":implicit_gemm"):
         opcheck(fused._fwd_op, (x, w, s, d, nz, b, 1, 1, 2, 0.2, math.sqrt(2), 1.0, True),
-                test_utils=("test_schema", "test_faketensor"))
+                test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
     else:
         c = torch.randn(2, 6, 7, 6, device=device).to(memory_format=torch.channels_last)
         opcheck(fused._epilogue_op, (c, d, nz, b, 2, 0.2, math.sqrt(2), 1.0),
-                test_utils=("test_schema", "test_faketensor"))
+                test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
         gy = torch.randn(2, 6, 7, 6, device=device)
         opcheck(fused._epilogue_bwd_op, (gy, c, d, nz, b, 2, 0.2, math.sqrt(2), 1.0, True, True, True, True),
-                test_utils=("test_schema", "test_faketensor"))
+                test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 
 # ---- full size on a GPU ----------------------------------------------------------------------------
