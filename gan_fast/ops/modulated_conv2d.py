@@ -44,15 +44,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         [N, O, H', W'], H' = H * up / down for kernel size k and padding k // 2.
     """
     check_modulation_args(x, weight, styles, noise)
-    if resample_filter is not None:
-        checks.tensor("resample_filter", resample_filter, ndim=(1, 2), shape_hint="[fh, fw] or [ft]")
-    checks.same_device(x=x, weight=weight, styles=styles, noise=noise, resample_filter=resample_filter)
-    up = checks.positive_int("up", up)
-    down = checks.positive_int("down", down)
-    pad = checks.padding4("padding", padding)
-    if (up > 1 or down > 1) and resample_filter is None:
-        raise ValueError("resample_filter is required when up or down > 1 (e.g. setup_filter([1, 3, 3, 1]))")
-    check_output_size("modulated_conv2d", x, weight, resample_filter, up, down, pad)
+    up, down, pad, _ = check_resampling_args("modulated_conv2d", x, weight, up, down, padding, resample_filter,
+                                             styles=styles, noise=noise)
 
     impl = backend.resolve("modulated_conv2d", impl, x.device, FAST_BACKENDS)
     if impl == "ref":
@@ -76,6 +69,20 @@ def check_modulation_args(x, weight, styles, noise) -> None:
         raise ValueError(f"styles must have shape [{n}, {in_ch}] ([N, I] of x), got {tuple(styles.shape)}")
     if noise is not None:
         checks.tensor("noise", noise, ndim=4, shape_hint="broadcastable to [N, O, H', W']")
+
+
+def check_resampling_args(op: str, x, weight, up, down, padding, resample_filter, **others):
+    """Validates up, down, padding and resample_filter (and that x, weight, the filter and ``others`` share a
+    device); returns (up, down, (x0, x1, y0, y1), (H', W'))."""
+    if resample_filter is not None:
+        checks.tensor("resample_filter", resample_filter, ndim=(1, 2), shape_hint="[fh, fw] or [ft]")
+    checks.same_device(x=x, weight=weight, resample_filter=resample_filter, **others)
+    up = checks.positive_int("up", up)
+    down = checks.positive_int("down", down)
+    pad = checks.padding4("padding", padding)
+    if (up > 1 or down > 1) and resample_filter is None:
+        raise ValueError("resample_filter is required when up or down > 1 (e.g. setup_filter([1, 3, 3, 1]))")
+    return up, down, pad, check_output_size(op, x, weight, resample_filter, up, down, pad)
 
 
 def check_output_size(op: str, x, weight, f, up, down, pad) -> Tuple[int, int]:

@@ -10,7 +10,7 @@ from .. import activations, backend, checks, self_test
 from ..reference import bias_act as bias_act_reference
 from ..reference import modulated_conv2d as modconv_reference
 from .bias_act import activation_args, bias_act
-from .modulated_conv2d import check_modulation_args, check_output_size, modulated_conv2d
+from .modulated_conv2d import check_modulation_args, check_resampling_args, modulated_conv2d
 from .upfirdn2d import setup_filter
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
@@ -69,15 +69,8 @@ def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: tor
         checks.tensor("bias", bias, ndim=1, shape_hint=f"[{out_ch}] (O = weight.shape[0])")
         if bias.shape[0] != out_ch:
             raise ValueError(f"bias must have shape [{out_ch}] (O = weight.shape[0]), got {tuple(bias.shape)}")
-    if resample_filter is not None:
-        checks.tensor("resample_filter", resample_filter, ndim=(1, 2), shape_hint="[fh, fw] or [ft]")
-    checks.same_device(x=x, weight=weight, styles=styles, bias=bias, noise=noise, resample_filter=resample_filter)
-    up = checks.positive_int("up", up)
-    down = checks.positive_int("down", down)
-    pad = checks.padding4("padding", padding)
-    if (up > 1 or down > 1) and resample_filter is None:
-        raise ValueError("resample_filter is required when up or down > 1 (e.g. setup_filter([1, 3, 3, 1]))")
-    oh, ow = check_output_size("modulated_conv2d_bias_act", x, weight, resample_filter, up, down, pad)
+    up, down, pad, (oh, ow) = check_resampling_args("modulated_conv2d_bias_act", x, weight, up, down, padding,
+                                                    resample_filter, styles=styles, bias=bias, noise=noise)
     out_shape = (x.shape[0], out_ch, oh, ow)
     if noise is not None and _broadcast_shape(noise.shape, out_shape) != out_shape:
         raise ValueError(f"noise must be broadcastable to the output {list(out_shape)} ([N, O, H', W']), "
