@@ -17,12 +17,13 @@ respect to weights or call ``.backward()`` while only input gradients are wanted
 from __future__ import annotations
 
 import contextlib
+import threading
 from typing import Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["no_weight_gradients", "weight_gradients_disabled", "conv2d", "conv_transpose2d"]
+__all__ = ["no_weight_gradients", "weight_gradients_disabled", "plain_convolutions", "conv2d", "conv_transpose2d"]
 
 # A process-wide flag, not thread-local: the autograd engine runs CUDA backward passes in its own
 # device threads, which would never see a flag set on the calling thread.
@@ -48,6 +49,24 @@ def no_weight_gradients(disable: bool = True):
         yield
     finally:
         _weight_gradients_disabled = old
+
+
+# Per thread: the choice is made in the forward pass, which runs on the caller's thread.
+_plain = threading.local()
+
+
+@contextlib.contextmanager
+def plain_convolutions():
+    """Within the block (on this thread), :func:`conv2d` and :func:`conv_transpose2d` call
+    ``torch.nn.functional`` directly, so they compute weight gradients even inside
+    :func:`no_weight_gradients`: what ``enabled = False`` means in the compat modules.
+    Only the forward pass consults it (that is where the convolution is chosen)."""
+    old = getattr(_plain, "on", False)
+    _plain.on = True
+    try:
+        yield
+    finally:
+        _plain.on = old
 
 
 def _pair(v: Union[int, Sequence[int]]) -> Tuple[int, int]:
@@ -84,7 +103,7 @@ class _Convolution(torch.autograd.Function):
 
 def _use_plain() -> bool:
     # torch.compile traces the plain op (and would bake the flag in); so does no-grad use.
-    return torch.compiler.is_compiling() or not torch.is_grad_enabled()
+    return torch.compiler.is_compiling() or not torch.is_grad_enabled() or getattr(_plain, "on", False)
 
 
 def _autocast(input, weight, bias):

@@ -1,12 +1,40 @@
-"""StyleGAN2-ADA / StyleGAN3 call-site compatibility: swap the import, keep the calls.
+"""Drop-in call sites: swap the import, keep the calls.
 
-``from torch_utils.ops import bias_act, upfirdn2d, conv2d_gradfix, conv2d_resample``
-becomes ``from gan_fast.compat import bias_act, upfirdn2d, conv2d_gradfix, conv2d_resample``;
-``bias_act.bias_act(x, b, act='lrelu', impl='cuda')``, ``upfirdn2d.setup_filter(...)``,
-``with conv2d_gradfix.no_weight_gradients(): ...`` and the rest keep working,
-running gan_fast's ops (``impl='cuda'`` is the cpp backend, as there).
+StyleGAN2-ADA / StyleGAN3 (``torch_utils.ops``)::
+
+    from torch_utils.ops import bias_act, conv2d_gradfix, conv2d_resample, fma, grid_sample_gradfix, upfirdn2d
+    # becomes
+    from gan_fast.compat import bias_act, conv2d_gradfix, conv2d_resample, fma, grid_sample_gradfix, upfirdn2d
+
+``bias_act.bias_act(x, b, act='lrelu')``, ``bias_act.activation_funcs[act].def_gain``,
+``upfirdn2d.setup_filter(...)``, ``with conv2d_gradfix.no_weight_gradients(): ...``,
+``conv2d_gradfix.weight_gradients_disabled``, ``grid_sample_gradfix.grid_sample(x, grid)``,
+``fma.fma(a, b, c)`` and the rest keep working and run gan_fast's ops.
+
+``impl='cuda'`` (the originals' default) means the automatic choice here, i.e. ``impl=None``:
+the fastest backend usable for the tensors' device (Triton or the C++/CUDA extension for CUDA
+tensors, the C++ extension or the reference for CPU tensors), falling back to the reference with
+one warning and never an exception, as the originals run their reference for CPU tensors;
+``GAN_FAST_IMPL`` still forces a backend. ``'ref'``, ``'triton'`` and ``'cpp'`` stay explicit,
+strict requests. (The core API, :mod:`gan_fast.ops`, keeps ``'cuda'`` as a strict alias of ``'cpp'``.)
+
+rosinality's ``op`` package (stylegan2-pytorch, and basicsr, GFPGAN, e4e, pSp ... that vendor it)
+is mirrored by :mod:`gan_fast.compat.rosinality`.
 """
 
-from . import bias_act, conv2d_gradfix, conv2d_resample, upfirdn2d
+from typing import Optional
 
-__all__ = ["bias_act", "conv2d_gradfix", "conv2d_resample", "upfirdn2d"]
+
+def auto_impl(impl: Optional[str]) -> Optional[str]:
+    """The compat meaning of ``impl``: ``'cuda'`` (any case) is the automatic choice (None); others unchanged."""
+    if isinstance(impl, str) and impl.lower() == "cuda":
+        return None
+    return impl
+
+
+from . import bias_act, conv2d_gradfix, conv2d_resample, fma, grid_sample_gradfix, upfirdn2d  # noqa: E402
+
+# --- filtered_lrelu (StyleGAN3): added here by the lead as `from . import filtered_lrelu` -------------------
+
+__all__ = ["bias_act", "conv2d_gradfix", "conv2d_resample", "fma", "grid_sample_gradfix", "upfirdn2d"]
+# --- and "filtered_lrelu" appended to __all__ -------------------------------------------------------------

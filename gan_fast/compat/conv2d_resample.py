@@ -1,4 +1,8 @@
-"""``torch_utils.ops.conv2d_resample`` call sites: ``conv2d_resample(x, w, f, up, down, padding, groups, ...)``."""
+"""``torch_utils.ops.conv2d_resample`` call sites: ``conv2d_resample(x, w, f, up, down, padding, groups, ...)``.
+
+Its convolutions are ``gan_fast.compat.conv2d_gradfix``'s: with that module's ``enabled = False`` they are
+plain ``torch.nn.functional`` ones (weight gradients always computed), as in the originals.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ from typing import Optional
 import torch
 
 from .. import checks, ops
+from .. import conv2d_gradfix as _core_gradfix
+from . import conv2d_gradfix
 from ..reference.conv2d_resample import conv2d_resample as _conv2d_resample
 
 
@@ -31,5 +37,10 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
     def fir(x, f, up, down, pad, gain):
         return ops.upfirdn2d(x, f, up=up, down=down, padding=list(pad), flip_filter=flip_filter, gain=gain)
 
-    return _conv2d_resample(x, w, f, up, down, checks.padding4("padding", padding), groups=groups,
-                            flip_weight=flip_weight, flip_filter=flip_filter, fir=fir)
+    padding = checks.padding4("padding", padding)
+    if not conv2d_gradfix.enabled:
+        with _core_gradfix.plain_convolutions():
+            return _conv2d_resample(x, w, f, up, down, padding, groups=groups, flip_weight=flip_weight,
+                                    flip_filter=flip_filter, fir=fir)
+    return _conv2d_resample(x, w, f, up, down, padding, groups=groups, flip_weight=flip_weight,
+                            flip_filter=flip_filter, fir=fir)
