@@ -38,9 +38,19 @@ class PathLengthPenalty(nn.Module):
     over layers of the per-layer lengths; ``ws_reduction='sum'`` gives the plain
     norm over all of the sample's ws entries (``sqrt(num_ws)`` times larger).
 
-    The penalty is computed inside :func:`gan_fast.conv2d_gradfix.no_weight_gradients`
-    and needs a double backward (``penalty.mean().backward()``). The caller
+    The gradient is computed inside :func:`gan_fast.conv2d_gradfix.no_weight_gradients`
+    (as StyleGAN2 does; ``no_weight_gradients=False`` turns that off) and the penalty
+    needs a double backward (``penalty.mean().backward()``). The caller
     multiplies by ``pl_weight`` (StyleGAN2: 2) and the lazy interval.
+
+    Generators that fold the styles into convolution weights (StyleGAN2's
+    ``fused_modconv=True``, rosinality's ``ModulatedConv2d``: per-sample weights
+    ``w * s`` and one grouped convolution) reach ``ws`` only through those weights'
+    gradients, which ``no_weight_gradients`` skips: use ``no_weight_gradients=False``
+    for them, or synthesise the images of this step with ``fused_modconv=False``
+    (StyleGAN2's training path). When no gradient at all reaches ``ws`` this raises
+    and says so; a generator whose styles reach the images both ways would get
+    lengths without the weight path, so the same advice holds.
 
     State: ``pl_mean`` is a persistent buffer (in ``state_dict``, moved by
     ``.to()``). Under ``DistributedDataParallel``, when this module is inside
@@ -52,11 +62,14 @@ class PathLengthPenalty(nn.Module):
     Args:
         decay: EMA rate in (0, 1]: ``pl_mean <- pl_mean + decay * (mean(l) - pl_mean)``.
         ws_reduction: 'mean' (StyleGAN2) or 'sum', for 3-D ``ws``.
+        no_weight_gradients: compute the path length gradient inside
+            ``no_weight_gradients()`` (default True: skips the weight gradients of the
+            convolutions, which it does not need when the weights are parameters).
     """
 
     pl_mean: torch.Tensor
 
-    def __init__(self, decay: float = 0.01, ws_reduction: str = "mean") -> None:
+    def __init__(self, decay: float = 0.01, ws_reduction: str = "mean", *, no_weight_gradients: bool = True) -> None:
         super().__init__()
         if isinstance(decay, bool) or not isinstance(decay, (int, float)):
             raise TypeError(f"decay must be a number in (0, 1], got {type(decay).__name__}")
@@ -66,10 +79,12 @@ class PathLengthPenalty(nn.Module):
             raise ValueError(f"ws_reduction must be one of {WS_REDUCTIONS}, got {ws_reduction!r}")
         self.decay = float(decay)
         self.ws_reduction = ws_reduction
+        self.no_weight_gradients = bool(no_weight_gradients)
         self.register_buffer("pl_mean", torch.zeros([]))
 
     def extra_repr(self) -> str:
-        return f"decay={self.decay}, ws_reduction={self.ws_reduction!r}"
+        return (f"decay={self.decay}, ws_reduction={self.ws_reduction!r}, "
+                f"no_weight_gradients={self.no_weight_gradients}")
 
     def path_lengths(self, images: torch.Tensor, ws: torch.Tensor, noise: Optional[torch.Tensor] = None
                      ) -> torch.Tensor:
@@ -94,16 +109,30 @@ class PathLengthPenalty(nn.Module):
             if noise.shape != images.shape:
                 raise ValueError(f"noise must have the shape of images {tuple(images.shape)}, got {tuple(noise.shape)}")
         y = noise / math.sqrt(images[0, 0].numel())
-        with no_weight_gradients():
-            (grads,) = torch.autograd.grad(outputs=(images * y).sum(), inputs=ws, create_graph=True,
-                                           allow_unused=True)
+        out = (images * y).sum()
+        with no_weight_gradients(self.no_weight_gradients):
+            (grads,) = torch.autograd.grad(outputs=out, inputs=ws, create_graph=True, allow_unused=True)
         if grads is None:
-            raise ValueError("images is not connected to ws: it was not synthesised from this tensor")
+            self._explain_unconnected(out, ws)
         sq = grads.to(torch.promote_types(grads.dtype, torch.float32)).square()
         if ws.ndim == 2:
             return sq.sum(dim=1).sqrt()
         sq = sq.sum(dim=2)
         return (sq.mean(dim=1) if self.ws_reduction == "mean" else sq.sum(dim=1)).sqrt()
+
+    def _explain_unconnected(self, out: torch.Tensor, ws: torch.Tensor) -> None:
+        """Raises the error for no gradient reaching ws, saying why (runs only on that error path)."""
+        if self.no_weight_gradients:
+            (plain,) = torch.autograd.grad(outputs=out, inputs=ws, retain_graph=True, allow_unused=True)
+            if plain is not None:
+                raise ValueError(
+                    "no gradient reaches ws because weight gradients are off: images depends on ws only through "
+                    "convolution weights computed from ws (StyleGAN2's fused_modconv=True or rosinality's "
+                    "ModulatedConv2d fold the styles into per-sample grouped-convolution weights), and "
+                    "PathLengthPenalty differentiates inside gan_fast.conv2d_gradfix.no_weight_gradients(), which "
+                    "skips convolution weight gradients. Use PathLengthPenalty(..., no_weight_gradients=False), or "
+                    "synthesise these images with fused_modconv=False (StyleGAN2's training path)")
+        raise ValueError("images is not connected to ws: it was not synthesised from this tensor")
 
     def forward(self, images: torch.Tensor, ws: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Per-sample path length penalty.
