@@ -265,10 +265,12 @@ def test_second_order_matches_ref(name, device):
     x, w = _inputs(layer, n=2, dtype=torch.float32, device=device)
     y = torch.randn(layer(x, w).shape, device=device)
     want = _path_length_grads(layer, x, w, y, "ref")
+    # On CUDA both paths run cuDNN convolutions, which may use TF32 (PyTorch's default for convolutions).
+    tol = 1e-4 if device.type == "cpu" else 5e-3
     for impl in _other_impls(device):
         got = _path_length_grads(layer, x, w, y, impl)
         for a, b in zip(got, want):
-            torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-4 * max(1.0, b.abs().max().item()))
+            torch.testing.assert_close(a, b, rtol=tol, atol=tol * max(1.0, b.abs().max().item()))
 
 
 def test_bad_arguments():
