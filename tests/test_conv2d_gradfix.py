@@ -97,3 +97,19 @@ def test_autocast_runs_in_the_autocast_dtype_like_f_conv2d():
     torch.testing.assert_close(got, want)
     gx = torch.autograd.grad(got.float().sum(), x)[0]
     assert gx.dtype == torch.float32 and torch.isfinite(gx).all()
+
+
+def test_plain_convolutions_keep_weight_gradients_on_this_thread_only():
+    """The compat modules' enabled=False: within plain_convolutions() the forward picks F.conv2d."""
+    x, w, b = _data()
+    seen = []
+    with conv2d_gradfix.plain_convolutions():
+        y = ops.conv2d(x, w, b, padding=1)
+        t = threading.Thread(target=lambda: seen.append(conv2d_gradfix._use_plain()))
+        t.start()
+        t.join()
+    assert seen == [False]
+    with ops.no_weight_gradients():
+        gw = torch.autograd.grad(y.sum(), w)[0]
+    torch.testing.assert_close(gw, torch.autograd.grad(F.conv2d(x, w, b, padding=1).sum(), w)[0])
+    assert not conv2d_gradfix._use_plain()
