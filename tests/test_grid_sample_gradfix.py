@@ -17,8 +17,8 @@ def def_grid_sample(x, grid):
     n, c, h, w = x.shape
     ix = ((grid[..., 0] + 1) * w - 1) / 2  # [N, Ho, Wo]
     iy = ((grid[..., 1] + 1) * h - 1) / 2
-    wx = (1 - (ix[..., None] - torch.arange(w, dtype=x.dtype)).abs()).clamp(min=0)  # [N, Ho, Wo, W]
-    wy = (1 - (iy[..., None] - torch.arange(h, dtype=x.dtype)).abs()).clamp(min=0)  # [N, Ho, Wo, H]
+    wx = (1 - (ix[..., None] - torch.arange(w, dtype=x.dtype, device=x.device)).abs()).clamp(min=0)  # [N,Ho,Wo,W]
+    wy = (1 - (iy[..., None] - torch.arange(h, dtype=x.dtype, device=x.device)).abs()).clamp(min=0)  # [N,Ho,Wo,H]
     return torch.einsum("ncij,npqi,npqj->ncpq", x, wy, wx)
 
 
@@ -48,8 +48,9 @@ def test_gradcheck_and_gradgradcheck():
 
 
 @pytest.mark.parametrize("grid_requires_grad", [False, True])
-def test_second_order_matches_definition(grid_requires_grad):
-    x, grid = _data(2)
+def test_second_order_matches_definition(grid_requires_grad, device):
+    """On the GPU machine this runs on CUDA, where torch < 2.12 has no double backward of its own."""
+    x, grid = (t.to(device) for t in _data(2))
 
     def second(fn):
         xx = x.clone().requires_grad_()
@@ -57,7 +58,8 @@ def test_second_order_matches_definition(grid_requires_grad):
         y = fn(xx, gg)
         wrt = [xx, gg] if grid_requires_grad else [xx]
         first = torch.autograd.grad((y.square() * y.detach().cos()).sum(), wrt, create_graph=True)
-        loss = sum((f * torch.linspace(-1, 2, f.numel(), dtype=F64).reshape(f.shape)).square().sum() for f in first)
+        loss = sum((f * torch.linspace(-1, 2, f.numel(), dtype=F64, device=device).reshape(f.shape)).square().sum()
+                   for f in first)
         return first, torch.autograd.grad(loss, wrt)
 
     (f1, s1), (f2, s2) = second(grid_sample), second(def_grid_sample)
@@ -65,15 +67,15 @@ def test_second_order_matches_definition(grid_requires_grad):
         torch.testing.assert_close(a, b)
 
 
-def test_r1_through_augmentation():
+def test_r1_through_augmentation(device):
     """StyleGAN2-ADA's R1 step: reals resampled by a fixed (random, gradient-free) affine grid, a small
     discriminator, the input gradient inside no_weight_gradients, the penalty's gradients."""
     g = torch.Generator().manual_seed(3)
-    reals = torch.randn(2, 3, 8, 8, dtype=F64, generator=g)
+    reals = torch.randn(2, 3, 8, 8, dtype=F64, generator=g).to(device)
     theta = torch.tensor([[[0.9, 0.2, 0.1], [-0.15, 1.1, -0.05]], [[1.0, 0.0, 0.3], [0.1, 0.8, 0.0]]], dtype=F64)
-    grid = F.affine_grid(theta, [2, 3, 8, 8], align_corners=False)
-    w1 = torch.randn(4, 3, 3, 3, dtype=F64, generator=g, requires_grad=True)
-    w2 = torch.randn(1, 4, 8, 8, dtype=F64, generator=g, requires_grad=True)
+    grid = F.affine_grid(theta, [2, 3, 8, 8], align_corners=False).to(device)
+    w1 = torch.randn(4, 3, 3, 3, dtype=F64, generator=g).to(device).requires_grad_()
+    w2 = torch.randn(1, 4, 8, 8, dtype=F64, generator=g).to(device).requires_grad_()
 
     def penalty(sample, conv):
         x = reals.clone().requires_grad_()

@@ -265,6 +265,14 @@ def _r1_step(block, inputs):
     return y, penalty, grads
 
 
+def _assert_steps_close(got, want):
+    """float32 fast backends vs ref: output, penalty and its gradients."""
+    assert_close_scaled(got[0], want[0], 1e-5)
+    assert_close_scaled(got[1], want[1], 1e-4)
+    for a, b in zip(got[2], want[2]):
+        assert_close_scaled(a, b, 1e-4)
+
+
 def test_generator_block_matches_definition_to_second_order(monkeypatch):
     monkeypatch.setenv("GAN_FAST_IMPL", "ref")
     ours, definition, inputs = _block_pair(F64)
@@ -287,10 +295,18 @@ def test_generator_block_fast_backends_match_ref(impl, monkeypatch):
     want = _r1_step(ours, inputs)
     monkeypatch.setenv("GAN_FAST_IMPL", impl)
     got = _r1_step(ours, inputs)
-    assert_close_scaled(got[0], want[0], 1e-5)
-    assert_close_scaled(got[1], want[1], 1e-4)
-    for a, b in zip(got[2], want[2]):
-        assert_close_scaled(a, b, 1e-4)
+    _assert_steps_close(got, want)
+
+
+@pytest.mark.gpu
+def test_generator_block_on_cuda_matches_ref(monkeypatch):
+    """CUDA tensors, the automatic backends (Triton / the CUDA extension) against impl='ref'."""
+    ours, _, inputs = _block_pair(torch.float32)
+    ours, inputs = ours.cuda(), [t.cuda() for t in inputs]
+    got = _r1_step(ours, inputs)
+    monkeypatch.setenv("GAN_FAST_IMPL", "ref")
+    want = _r1_step(ours, inputs)
+    _assert_steps_close(got, want)
 
 
 def test_path_length_through_fused_modconv():
