@@ -3,9 +3,9 @@ that can be differentiated twice.
 
 StyleGAN2-ADA's augment pipe resamples the reals with ``grid_sample`` inside the R1 step, which
 differentiates the discriminator's input gradient again: that needs the derivative of
-``grid_sampler_2d_backward``, which PyTorch lacked until 2026 (pytorch/pytorch#34704; torch 2.4 to 2.11
-raise "derivative for grid_sampler_2d_backward is not implemented"). This module gives exact
-derivatives of every order on every supported PyTorch, with public APIs only:
+``grid_sampler_2d_backward``, which PyTorch gained only in 2026 (pytorch/pytorch#177487, for #34704;
+older releases raise "derivative for grid_sampler_2d_backward is not implemented"). This module gives
+exact derivatives of every order on every supported PyTorch, with public APIs only:
 
 * the forward and the first-order backward are PyTorch's kernels (``F.grid_sample`` and
   ``aten.grid_sampler_2d_backward``);
@@ -15,8 +15,8 @@ derivatives of every order on every supported PyTorch, with public APIs only:
 * under ``create_graph`` with a grid that needs gradients, the gradients are those of a
   differentiable plain-PyTorch bilinear sampler (slower, exact to every order).
 
-The original differentiates the input gradient only with respect to ``grad_output`` and leaves
-out the terms through the grid; here no term is left out.
+The original has a second derivative only for a grid that needs no gradient; here the grid may
+need one too.
 """
 
 from __future__ import annotations
