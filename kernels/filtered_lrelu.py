@@ -290,6 +290,15 @@ def _flrelu_bwd_kernel(
         tl.store(db_ptr + pid, tl.sum(tl.sum(tl.where(vi, dxv, 0.0), axis=1), axis=0))
 
 
+# The tiles are the same on a GPU and under the interpreter; what a GPU may take that the self-tests do not
+# launch: the forward without a mask (no gradient wanted) and the TF32x3 float32 dots (a benchmark variant).
+GPU_CONSTEXPRS = {
+    "_flrelu_fwd_kernel": [lambda c: {"MODE": MODE_ACT} if c.get("MODE") == MODE_ACT_MASK else {},
+                           lambda c: {} if c.get("LOWP") else {"INPUT_PRECISION": "tf32x3"}],
+    "_flrelu_bwd_kernel": [lambda c: {} if c.get("LOWP") else {"INPUT_PRECISION": "tf32x3"}],
+}
+
+
 # ----------------------------------------------------------------------------------------------- plans
 
 
