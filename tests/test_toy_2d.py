@@ -62,3 +62,26 @@ def test_cli_runs_and_plots(tmp_path, capsys):
     assert torch.get_num_threads() == threads  # main() restores the thread count it changed
     with pytest.raises(SystemExit):
         toy_2d.main(["--run", "hinge"])
+
+
+def test_unroll_flag_tiny(capsys):
+    kw = dict(width=16, depth=2, batch_size=16, n_eval=50, steps=3, seed=0)
+    plain = toy_2d.train(**kw)
+    unrolled = toy_2d.train(unroll=2, **kw)
+    assert unrolled.unroll == 2 and torch.isfinite(unrolled.samples).all()
+    assert not torch.equal(plain.samples, unrolled.samples)  # G was trained against the look-ahead D
+    with pytest.raises(ValueError, match="relativistic"):
+        toy_2d.train(loss="relativistic", unroll=2, **kw)
+    with pytest.raises(ValueError, match="unroll must be"):
+        toy_2d.train(unroll=-1, **kw)
+    # The CLI: --unroll combined with --reg, and K per --run.
+    results = toy_2d.main(["--reg", "r1", "--unroll", "2", "--steps", "2", "--batch-size", "16"])
+    assert [(r.reg, r.unroll) for r in results] == [("r1", 2)]
+    results = toy_2d.main(["--run", "hinge:none", "--run", "hinge:r2:3", "--unroll", "1", "--unroll-lr", "0.05",
+                           "--steps", "2", "--batch-size", "16"])
+    assert [(r.loss, r.reg, r.unroll) for r in results] == [("hinge", "none", 1), ("hinge", "r2", 3)]
+    out = capsys.readouterr().out
+    assert "loss=nonsaturating reg=r1 unroll=2: modes covered" in out and "reg=r2 unroll=3" in out
+    for argv in (["--unroll", "-1"], ["--loss", "relativistic", "--unroll", "2"], ["--run", "hinge:none:x"]):
+        with pytest.raises(SystemExit):
+            toy_2d.main(argv + ["--steps", "1"])

@@ -5,6 +5,8 @@ Usage::
     python -m gan_fast.examples.toy_2d --loss nonsaturating --reg none
     python -m gan_fast.examples.toy_2d --loss relativistic --reg r1r2      # R3GAN's recipe
     python -m gan_fast.examples.toy_2d --run nonsaturating:none --run relativistic:r1r2 --plot toy_2d.png
+    python -m gan_fast.examples.toy_2d --loss nonsaturating --unroll 5            # Unrolled GAN
+    python -m gan_fast.examples.toy_2d --run nonsaturating:none --run nonsaturating:none:10 --plot unrolled.png
 
 The data are 8 Gaussians of standard deviation ``std`` (0.02) centred on a
 circle of radius 2. After training it draws 2,000 samples and reports
@@ -12,6 +14,11 @@ circle of radius 2. After training it draws 2,000 samples and reports
 * modes covered: a mode counts when at least 2% of the samples fall within
   3 standard deviations of its centre;
 * the high-quality fraction: samples within 3 standard deviations of some centre.
+
+``--unroll K`` trains G against D after K look-ahead SGD steps
+(:func:`gan_fast.unrolled.unrolled_logits`, learning rate ``--unroll-lr``) as in
+Unrolled GAN; it combines with ``--reg`` (the regulariser acts on D's own step,
+the look-ahead steps use the plain D loss). ``--run LOSS:REG:K`` sets K per run.
 
 ``--plot PATH`` writes a PNG scatter plot (needs matplotlib, imported only then).
 """
@@ -28,6 +35,7 @@ import torch
 from torch import nn
 
 from .. import losses, regularizers
+from ..unrolled import unrolled_logits
 
 __all__ = ["REGS", "ToyResult", "ring_centers", "sample_ring", "evaluate", "train", "plot", "main"]
 
@@ -77,25 +85,36 @@ class ToyResult:
     high_quality: float
     seconds: float
     samples: torch.Tensor = field(repr=False)
+    unroll: int = 0
 
     def summary(self) -> str:
-        return (f"loss={self.loss} reg={self.reg}: modes covered {self.modes}/{NUM_MODES}, "
+        unroll = f" unroll={self.unroll}" if self.unroll else ""
+        return (f"loss={self.loss} reg={self.reg}{unroll}: modes covered {self.modes}/{NUM_MODES}, "
                 f"high-quality fraction {self.high_quality:.3f} ({self.seconds:.1f} s)")
 
 
 def train(loss: str = "nonsaturating", reg: str = "none", steps: int = 3000, batch_size: int = 256,
           lr: float = 2e-4, betas: Tuple[float, float] = (0.5, 0.9), gamma: float = 0.2, std: float = 0.02,
-          width: int = 128, depth: int = 3, z_dim: int = 2, n_eval: int = 2000, seed: int = 0) -> ToyResult:
+          width: int = 128, depth: int = 3, z_dim: int = 2, n_eval: int = 2000, seed: int = 0, unroll: int = 0,
+          unroll_lr: float = 1e-2) -> ToyResult:
     """Trains G and D (MLPs, ``depth`` hidden layers of ``width``) for ``steps`` alternating steps.
 
     ``reg``: 'none'; 'r1', 'r2', 'r1r2' (exact, weight gamma/2 on each);
     'wgan_gp' (weight 10, centre 1); 'approx_r1r2' (the perturbation
-    approximation, sigma = std, weight gamma/2 each). Returns a :class:`ToyResult`.
+    approximation, sigma = std, weight gamma/2 each). ``unroll`` > 0: G's loss
+    is taken on D after ``unroll`` look-ahead SGD steps of learning rate
+    ``unroll_lr`` on a fresh real batch (differentiated through, as in Unrolled
+    GAN; not with the paired 'relativistic' loss, whose G loss also needs the real logits).
+    Returns a :class:`ToyResult`.
     """
     if loss not in losses.KINDS:
         raise ValueError(f"loss must be one of {', '.join(losses.KINDS)}; got {loss!r}")
     if reg not in REGS:
         raise ValueError(f"reg must be one of {', '.join(REGS)}; got {reg!r}")
+    if isinstance(unroll, bool) or not isinstance(unroll, int) or unroll < 0:
+        raise ValueError(f"unroll must be an int >= 0, got {unroll!r}")
+    if unroll and loss == "relativistic":
+        raise ValueError("unroll > 0 needs a loss whose generator term uses fake logits only, not 'relativistic'")
     start = time.perf_counter()
     gen = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -129,7 +148,8 @@ def train(loss: str = "nonsaturating", reg: str = "none", steps: int = 3000, bat
         real = sample_ring(batch_size, std, gen)
         fake = G(torch.randn(batch_size, z_dim, generator=gen))
         real_logits = D(real) if loss == "relativistic" else None
-        g = losses.g_loss(fake_logits=D(fake), real_logits=real_logits, kind=loss)
+        fake_logits = unrolled_logits(D, fake, real, unroll, unroll_lr, loss) if unroll else D(fake)
+        g = losses.g_loss(fake_logits=fake_logits, real_logits=real_logits, kind=loss)
         opt_g.zero_grad(set_to_none=True)
         g.backward()
         opt_g.step()
@@ -137,7 +157,7 @@ def train(loss: str = "nonsaturating", reg: str = "none", steps: int = 3000, bat
     with torch.no_grad():
         samples = G(torch.randn(n_eval, z_dim, generator=gen))
     modes, hq = evaluate(samples, std)
-    return ToyResult(loss, reg, modes, hq, time.perf_counter() - start, samples)
+    return ToyResult(loss, reg, modes, hq, time.perf_counter() - start, samples, unroll)
 
 
 def plot(results: Sequence[ToyResult], path: str, std: float = 0.02) -> None:
@@ -158,25 +178,30 @@ def plot(results: Sequence[ToyResult], path: str, std: float = 0.02) -> None:
         ax.set_aspect("equal")
         ax.set_xticks([])
         ax.set_yticks([])
-        ax.set_title(f"{res.loss} + {res.reg}\nmodes {res.modes}/{NUM_MODES}, HQ {res.high_quality:.2f}", fontsize=9)
+        unroll = f", unroll {res.unroll}" if res.unroll else ""
+        ax.set_title(f"{res.loss} + {res.reg}{unroll}\nmodes {res.modes}/{NUM_MODES}, HQ {res.high_quality:.2f}",
+                     fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
 
-def _run_spec(text: str) -> Tuple[str, str]:
-    loss, sep, reg = text.partition(":")
-    if not sep:
-        raise argparse.ArgumentTypeError(f"--run takes LOSS:REG, got {text!r}")
-    return loss, reg
+def _run_spec(text: str) -> Tuple[str, str, Optional[int]]:
+    parts = text.split(":")
+    if len(parts) not in (2, 3) or (len(parts) == 3 and not parts[2].isdigit()):
+        raise argparse.ArgumentTypeError(f"--run takes LOSS:REG or LOSS:REG:UNROLL, got {text!r}")
+    return parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None
 
 
 def main(argv: Optional[Sequence[str]] = None) -> List[ToyResult]:
     p = argparse.ArgumentParser(prog="python -m gan_fast.examples.toy_2d", description=__doc__.split("\n\n")[0])
     p.add_argument("--loss", default="nonsaturating", choices=losses.KINDS)
     p.add_argument("--reg", default="none", choices=REGS)
-    p.add_argument("--run", action="append", type=_run_spec, metavar="LOSS:REG",
-                   help="train several configurations (repeatable); overrides --loss/--reg")
+    p.add_argument("--unroll", type=int, default=0, metavar="K",
+                   help="train G against D after K look-ahead SGD steps (Unrolled GAN); 0: off")
+    p.add_argument("--unroll-lr", type=float, default=1e-2, help="SGD learning rate of the look-ahead steps")
+    p.add_argument("--run", action="append", type=_run_spec, metavar="LOSS:REG[:K]",
+                   help="train several configurations (repeatable); overrides --loss/--reg (and --unroll if K given)")
     p.add_argument("--steps", type=int, default=3000)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--lr", type=float, default=2e-4)
@@ -185,17 +210,21 @@ def main(argv: Optional[Sequence[str]] = None) -> List[ToyResult]:
     p.add_argument("--threads", type=int, default=1, help="torch.set_num_threads (small MLPs: 1 is fastest)")
     p.add_argument("--plot", metavar="PATH", help="write a PNG scatter plot of the samples")
     args = p.parse_args(argv)
-    runs = args.run or [(args.loss, args.reg)]
-    for loss, reg in runs:
+    if args.unroll < 0:
+        p.error(f"--unroll must be >= 0, got {args.unroll}")
+    runs = [(loss, reg, args.unroll if k is None else k) for loss, reg, k in (args.run or [(args.loss, args.reg, None)])]
+    for loss, reg, k in runs:
         if loss not in losses.KINDS or reg not in REGS:
             p.error(f"--run {loss}:{reg}: loss must be one of {losses.KINDS}, reg one of {REGS}")
+        if k and loss == "relativistic":
+            p.error("--unroll needs a loss whose generator term uses fake logits only, not relativistic")
     results = []
     threads = torch.get_num_threads()
     torch.set_num_threads(args.threads)
     try:
-        for loss, reg in runs:
+        for loss, reg, k in runs:
             res = train(loss, reg, steps=args.steps, batch_size=args.batch_size, lr=args.lr, gamma=args.gamma,
-                        seed=args.seed)
+                        seed=args.seed, unroll=k, unroll_lr=args.unroll_lr)
             print(res.summary(), flush=True)
             results.append(res)
     finally:
