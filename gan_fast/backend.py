@@ -137,31 +137,50 @@ def _warn_once(key: str, message: str) -> None:
 
 
 def reset_warnings() -> None:
-    """Forget which fallback warnings were issued (tests use this)."""
+    """Forget which fallback warnings were issued and every cached choice (tests use this)."""
     with _warn_lock:
         _warned.clear()
+    _choices.clear()
 
 
-def resolve(op: str, impl: Optional[str], device: torch.device, fast: Dict[str, Sequence[str]]) -> str:
+# (op, impl, device type, dtype, GAN_FAST_IMPL) -> (the op's FAST_BACKENDS, the chosen backend). A choice
+# depends only on these (and on availability and the self-test, both fixed once probed), so it is made
+# once: a call then costs one dict lookup. Dict reads and writes are atomic, so no lock.
+_choices: Dict[tuple, Tuple[object, str]] = {}
+self_test.on_reset(_choices.clear)  # a new self-test verdict may change a choice
+
+
+def resolve(op: str, impl: Optional[str], device: torch.device, fast: Dict[str, Sequence[str]],
+            dtype: Optional[torch.dtype] = None) -> str:
     """Picks the backend for one call of ``op``.
 
     Args:
-        op: the op's public name, for messages.
+        op: the op's public name, for messages and its self-test.
         impl: the caller's ``impl`` argument (already validated or raw).
         device: the device of the op's tensors.
         fast: the fast backends the op has, by device type, in order of
             preference, e.g. ``{'cuda': ('triton', 'cpp'), 'cpu': ('cpp',)}``.
             A backend listed for any device counts as one the op has.
+        dtype: the dtype of the op's main tensor: the automatic choice is
+            self-tested per dtype (None: every dtype the device's self-test covers).
 
     Under ``torch.compile`` the choice is made once, at trace time, and treated
     as a constant (so changing ``GAN_FAST_IMPL`` later does not retrace).
     """
-    fast_items = tuple((k, tuple(v)) for k, v in fast.items())
-    return _resolve(op, impl, device.type, fast_items)
+    fast_items = tuple((k, tuple(v)) for k, v in fast.items()) if torch.compiler.is_compiling() else None
+    if fast_items is not None:  # Dynamo traces this function: no cache, the constant call below
+        return _resolve(op, impl, device.type, fast_items, dtype)
+    key = (op, impl, device.type, dtype, os.environ.get(ENV_VAR))
+    hit = _choices.get(key)
+    if hit is not None and hit[0] is fast:
+        return hit[1]
+    choice = _resolve(op, impl, device.type, tuple((k, tuple(v)) for k, v in fast.items()), dtype)
+    _choices[key] = (fast, choice)
+    return choice
 
 
 @torch.compiler.assume_constant_result
-def _resolve(op: str, impl: Optional[str], device_type: str, fast_items) -> str:
+def _resolve(op: str, impl: Optional[str], device_type: str, fast_items, dtype: Optional[torch.dtype]) -> str:
     # Runs eagerly even while torch.compile traces a caller: it takes locks,
     # may build the extension, and warns, none of which Dynamo can trace.
     fast = dict(fast_items)
@@ -190,7 +209,7 @@ def _resolve(op: str, impl: Optional[str], device_type: str, fast_items) -> str:
             _warn_once(f"{backend}:{device.type}", f"gan_fast: the {backend} backend is unavailable ({why}); "
                        f"using the reference implementation for {device.type} tensors")
             continue
-        ok, why = self_test.passed(op, backend, device)
+        ok, why = self_test.passed(op, backend, device, dtype)
         if ok:
             return backend
         _warn_once(f"{backend}:{device.type}:{op}", f"gan_fast: {op}'s {backend} backend cannot be used on "

@@ -247,7 +247,8 @@ _CONFIGS = [
 # Block sizes of the epilogue kernels (16 x 16 under the interpreter, the smallest tl.dot takes).
 _GPU_EPILOGUE_NHWC, _GPU_EPILOGUE_NCHW = dict(BLOCK_M=32, BLOCK_N=64), dict(BLOCK_M=128, BLOCK_N=16)
 _GPU_EPILOGUE_BWD = dict(BLOCK_M=64, BLOCK_N=64)
-_INTERPRETER_BLOCKS = dict(BLOCK_M=16, BLOCK_N=16)
+# Under the interpreter, whose cost is per program: larger tiles (the implicit GEMM's K tile stays at 16).
+_INTERPRETER_BLOCKS = dict(BLOCK_M=64, BLOCK_N=32)
 # The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles them).
 GPU_CONSTEXPRS = {"_demod_bias_act_kernel": [_GPU_EPILOGUE_NHWC, _GPU_EPILOGUE_NCHW],
                   "_demod_bias_act_bwd_kernel": [_GPU_EPILOGUE_BWD]}
@@ -312,9 +313,10 @@ def modconv_bias_act_fwd(x: torch.Tensor, weight: torch.Tensor, styles: torch.Te
         if gpu:
             grid = lambda meta: (triton.cdiv(m, meta["BLOCK_M"]), triton.cdiv(out_ch, meta["BLOCK_N"]))  # noqa: E731
             _tuned[grid](*args, **flags)
-        else:  # the interpreter: one small tile size (tl.dot needs >= 16)
-            grid = (triton.cdiv(m, 16), triton.cdiv(out_ch, 16))
-            _modconv_bias_act_kernel[grid](*args, **flags, BLOCK_M=16, BLOCK_N=16, BLOCK_K=16)
+        else:  # the interpreter: one tile size
+            blocks = _INTERPRETER_BLOCKS
+            grid = (triton.cdiv(m, blocks["BLOCK_M"]), triton.cdiv(out_ch, blocks["BLOCK_N"]))
+            _modconv_bias_act_kernel[grid](*args, **flags, **blocks, BLOCK_K=16)
     return y, c
 
 

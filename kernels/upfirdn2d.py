@@ -169,12 +169,10 @@ def _launch(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, upx: int, upy: in
 
 def _launch_kernel(channels_last, grid, args, consts, c, oh, ow, cuda):
     if interpreting() or not cuda:
-        # Interpreter (tests): few, large programs; autotuning would only waste time.
-        if channels_last:
-            block_c = min(_next_pow2(c), 64)
-            block_p = max(1, min(_next_pow2(oh * ow), 4096 // block_c))
-        else:
-            block_c, block_p = 1, min(_next_pow2(oh * ow), 4096)
+        # Interpreter (tests): few, large programs (its cost is per program and per operation, not per
+        # element; a channel block serves either layout); autotuning would only waste time.
+        block_c = min(_next_pow2(c), 64)
+        block_p = max(1, min(_next_pow2(oh * ow), 4096 // block_c))
         _upfirdn2d_kernel[grid](*args, **consts, BLOCK_C=block_c, BLOCK_P=block_p)
     elif channels_last:
         _tuned_nhwc[grid](*args, **consts)

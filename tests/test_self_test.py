@@ -1,5 +1,7 @@
-"""The first-use self-test: every fast backend passes it here; a broken one falls back to ref once."""
+"""The first-use self-test: every fast backend passes it here; every kind of wrong kernel fails it; the automatic
+choice falls back to ref once, with one warning, and never picks an op that registers no case."""
 
+import math
 import warnings
 
 import pytest
@@ -8,6 +10,7 @@ import torch
 from gan_fast import backend, ops, self_test  # noqa: F401 - importing ops registers the cases
 from conftest import fast_backends
 
+CPU = torch.device("cpu")
 OPS = {
     "bias_act": ops.bias_act, "upfirdn2d": ops.upfirdn2d, "modulated_conv2d": ops.modulated_conv2d,
     "power_iteration": ops.power_iteration, "spectral_normalize": ops.spectral_normalize,
@@ -18,72 +21,219 @@ CASES = [(op, impl) for op in OPS for impl in fast_backends(__import__(f"gan_fas
 CASES += [("modulated_conv2d_bias_act:implicit_gemm", impl) for op, impl in CASES if op == "modulated_conv2d_bias_act"]
 
 
+@pytest.fixture(autouse=True)
+def _fresh_verdicts():
+    self_test.reset()
+    backend.reset_warnings()
+    yield
+    self_test.reset()
+    backend.reset_warnings()
+
+
 def test_every_op_registers_a_case():
     assert set(self_test._CASES) >= set(OPS)
 
 
 @pytest.mark.parametrize("op, impl", CASES)
 def test_fast_backends_pass_their_self_test(op, impl, device):
-    ok, why = self_test._run(op, impl, device)
+    """The real kernels pass in float32 and float16 (here under the interpreter; on the GPU machine for real)."""
+    ok, why = self_test.check(op, impl, device, (torch.float32, torch.float16))
     assert ok, why
 
 
-def test_a_wrong_backend_falls_back_to_ref_with_one_warning(monkeypatch):
-    def case(device, gen):
-        x = torch.randn(3, 4, generator=gen, device=device).requires_grad_()
-        return (lambda impl: (x * (2.0 if impl == "ref" else 2.01),)), [x]
+# ------------------------------------------------------------------------------------------------ planted kernels
+# A nonlinear op y = 1.5 tanh(x) over 3 x 37 x 41 = 4551 elements (more than one GPU block of 1024), whose 'ref'
+# is exact and whose 'cpp' is a planted kernel: honest, or wrong in exactly one way.
 
-    monkeypatch.setitem(self_test._CASES, "wrong_op", case)
+N_BLOCK = 1024  # the planted defects start after the first block, as a launch bug past program 0 would
+
+
+def _past_first_block(t, factor):
+    scale = torch.ones(t.numel(), dtype=t.dtype, device=t.device)
+    scale[N_BLOCK:] = factor
+    return t * scale.view(t.shape)
+
+
+class _Planted(torch.autograd.Function):
+    """y = 1.5 tanh(x) computed another way (1.5 (2 sigmoid(2x) - 1)); backward per ``defect``."""
+
+    @staticmethod
+    def forward(ctx, x, defect):
+        ctx.save_for_backward(x)
+        ctx.defect = defect
+        y = 1.5 * (2 * torch.sigmoid(2 * x) - 1)
+        if defect == "forward_past_first_block":
+            y = _past_first_block(y, 1.001)
+        if defect == "fp16_only" and x.dtype == torch.float16:
+            y = y + 0.02 * y.abs().max()
+        return y
+
+    @staticmethod
+    def backward(ctx, dy):
+        (x,) = ctx.saved_tensors
+        if ctx.defect == "backward_not_differentiable":
+            with torch.no_grad():
+                return dy * 1.5 * (1 - torch.tanh(x) ** 2), None
+        dx = dy * 1.5 * (1 - torch.tanh(x) ** 2)  # differentiable: built from torch ops
+        if ctx.defect == "backward_past_first_block":
+            dx = _past_first_block(dx, 0.999)
+        return dx, None
+
+
+def _planted_case(defect):
+    def case(device, gen):
+        x = torch.randn(3, 37, 41, generator=gen, device=device).requires_grad_()
+
+        def run(impl, t):
+            x = t[0]
+            return (1.5 * torch.tanh(x) if impl == "ref" else _Planted.apply(x, defect),)
+        return run, [x]
+    return case
+
+
+def _plant(monkeypatch, op, case):
+    monkeypatch.setitem(self_test._CASES, op, (case,))
+    monkeypatch.setitem(self_test._BACKENDS, op, ("cpp",))
+
+
+def test_the_honest_planted_kernel_passes(monkeypatch):
+    _plant(monkeypatch, "planted", _planted_case(None))
+    assert self_test.check("planted", "cpp", CPU, (torch.float32, torch.float16)) == (True, "")
+
+
+@pytest.mark.parametrize("defect, where", [
+    ("forward_past_first_block", "forward"),
+    ("backward_past_first_block", "gradient"),
+    ("backward_not_differentiable", "second-order gradient"),
+])
+def test_a_wrong_planted_kernel_is_rejected(monkeypatch, defect, where):
+    _plant(monkeypatch, "planted", _planted_case(defect))
+    ok, why = self_test.check("planted", "cpp", CPU)
+    assert not ok and f"AssertionError: {where} 0" in why, why
+
+
+def test_a_kernel_wrong_only_in_float16_is_rejected_where_float16_is_checked(monkeypatch):
+    _plant(monkeypatch, "planted", _planted_case("fp16_only"))
+    assert self_test.check("planted", "cpp", CPU, (torch.float32,)) == (True, "")
+    # The dtype list is injectable: on CUDA it is float32, float16 and bfloat16.
+    monkeypatch.setattr(self_test, "dtypes", lambda device: (torch.float32, torch.float16))
+    ok, why = self_test.passed("planted", "cpp", CPU)
+    assert not ok and "float16" in why and "forward" in why, why
+    # A call in float32 is resolved on its own dtype's verdict, one in float16 on float16's.
+    assert self_test.passed("planted", "cpp", CPU, torch.float32) == (True, "")
+    assert not self_test.passed("planted", "cpp", CPU, torch.float16)[0]
+
+
+def _round_mantissa(t, bits=10):
+    """t with its float32 mantissa rounded to ``bits`` bits, as TF32 tensor cores read their inputs."""
+    m, e = torch.frexp(t.float())
+    return torch.ldexp(torch.round(m * 2 ** (bits + 1)) / 2 ** (bits + 1), e).to(t.dtype)
+
+
+def _matmul_case(fast_error):
+    """y = x @ w where, as under TF32, ``ref`` in float32 rounds its inputs to 10 mantissa bits; the planted fast
+    kernel rounds them too and adds ``fast_error`` times TF32's rounding error of its own."""
+    def case(device, gen):
+        x = torch.randn(64, 256, generator=gen, device=device).requires_grad_()
+        w = torch.randn(256, 48, generator=gen, device=device).requires_grad_()
+
+        def run(impl, t):
+            x, w = t
+            if x.dtype == torch.float64:
+                return (x @ w,)
+            if impl == "ref":
+                return (_round_mantissa(x) @ _round_mantissa(w),)
+            y = _round_mantissa(x) @ _round_mantissa(w)
+            return (y + fast_error * (y - x @ w).detach(),)
+        return run, [x, w]
+    return case
+
+
+def test_tf32_rounding_shared_by_ref_passes_and_a_kernel_much_worse_fails(monkeypatch):
+    """The judge scales with ref's own error in the caller's precision settings: an honest TF32 kernel (error
+    ~1e-3, far above a fixed float32 tolerance) passes; one 30 times worse than ref does not."""
+    _plant(monkeypatch, "planted_tf32", _matmul_case(0.5))
+    assert self_test.check("planted_tf32", "cpp", CPU) == (True, "")
+    _plant(monkeypatch, "planted_tf32", _matmul_case(30.0))
+    ok, why = self_test.check("planted_tf32", "cpp", CPU)
+    assert not ok and "forward 0" in why, why
+
+
+def test_judge_floor_is_the_rms_not_the_max():
+    """A result that zeroes a third of its entries fails even in bfloat16 (a floor at the max would let it pass)."""
+    truth = torch.randn(3000, dtype=torch.float64)
+    truth[0] = 100.0  # one large entry
+    base = truth.to(torch.bfloat16)
+    got = base.clone()
+    got[1000:2000] = 0
+    with pytest.raises(AssertionError, match="exceeds"):
+        self_test.judge(got, base, truth, "forward 0")
+    self_test.judge(base.clone(), base, truth, "forward 0")  # ref itself passes
+
+
+def test_judge_rejects_nan_where_truth_and_ref_are_finite():
+    truth = torch.ones(10, dtype=torch.float64)
+    got = torch.ones(10)
+    got[3] = math.nan
+    with pytest.raises(AssertionError, match="NaN or infinity"):
+        self_test.judge(got, truth.float(), truth, "forward 0")
+
+
+# ------------------------------------------------------------------------------------------------ fallback
+
+
+def test_a_wrong_backend_falls_back_to_ref_with_one_warning(monkeypatch):
+    _plant(monkeypatch, "wrong_op", _planted_case("forward_past_first_block"))
     monkeypatch.setattr(backend, "_device_status", lambda b, d: (True, ""))
-    self_test.reset()
-    backend.reset_warnings()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        picks = [backend.resolve("wrong_op", None, torch.device("cpu"), {"cpu": ("cpp",)}) for _ in range(3)]
-        explicit = backend.resolve("wrong_op", "cpp", torch.device("cpu"), {"cpu": ("cpp",)})
+        picks = [backend.resolve("wrong_op", None, CPU, {"cpu": ("cpp",)}, torch.float32) for _ in range(3)]
+        explicit = backend.resolve("wrong_op", "cpp", CPU, {"cpu": ("cpp",)})
     assert picks == ["ref"] * 3 and explicit == "cpp"  # an explicit request is honoured
     msgs = [str(w.message) for w in caught]
     assert len(msgs) == 1 and "self-test failed" in msgs[0] and "forward" in msgs[0]
-    self_test.reset()
-    backend.reset_warnings()
+
+
+def test_an_op_without_a_case_is_never_chosen_automatically(monkeypatch):
+    monkeypatch.setattr(backend, "_device_status", lambda b, d: (True, ""))
+    assert "case_less_op" not in self_test._CASES
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert backend.resolve("case_less_op", None, CPU, {"cpu": ("cpp",)}) == "ref"
+    assert any("registers no self-test case" in str(w.message) for w in caught)
+    assert backend.resolve("case_less_op", "cpp", CPU, {"cpu": ("cpp",)}) == "cpp"
 
 
 def test_a_raising_backend_falls_back(monkeypatch):
     def case(device, gen):
         x = torch.randn(3, generator=gen, device=device).requires_grad_()
 
-        def run(impl):
+        def run(impl, t):
             if impl != "ref":
                 raise RuntimeError("simulated: no kernel image for this GPU")
-            return (x.exp(),)
+            return (t[0].exp(),)
         return run, [x]
 
-    monkeypatch.setitem(self_test._CASES, "raising_op", case)
-    ok, why = self_test._run("raising_op", "triton", torch.device("cpu"))
+    _plant(monkeypatch, "raising_op", case)
+    ok, why = self_test.check("raising_op", "triton", CPU)
     assert not ok and "no kernel image" in why
 
 
 def test_self_test_ignores_the_callers_modes():
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        ok, why = self_test._run("bias_act", "ref", torch.device("cpu"))
+        ok, why = self_test.check("bias_act", "ref", CPU)
     assert ok, why
 
 
-def test_command_line_reports_every_op_and_fails_on_a_wrong_backend(monkeypatch, capsys, device):
+def test_command_line_reports_ops_and_fails_on_a_wrong_backend(monkeypatch, capsys, device):
     """``gan-fast-self-test``: one line per (op, fast backend), exit status 1 only when one fails."""
-    assert self_test.main(["--device", device.type]) == 0
+    assert self_test.main(["--device", device.type, "--op", "^bias_act$"]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
-    assert {line.split()[0] for line in lines} == set(self_test._CASES)
+    assert lines and {line.split()[0] for line in lines} == {"bias_act"}
     assert all(line.split()[2] in ("ok", "unavailable:") for line in lines)
 
-    def case(device, gen):
-        x = torch.randn(3, generator=gen, device=device).requires_grad_()
-        return (lambda impl: (x * (2.0 if impl == "ref" else 2.5),)), [x]
-
-    monkeypatch.setitem(self_test._CASES, "wrong_op", case)
-    monkeypatch.setitem(self_test._BACKENDS, "wrong_op", ("cpp",))
+    _plant(monkeypatch, "wrong_op", _planted_case("backward_past_first_block"))
     monkeypatch.setattr(backend, "available_backends", lambda d: {"cpp": (True, ""), "triton": (True, "")})
-    self_test.reset()
-    assert self_test.main(["--device", device.type]) == 1
-    assert "wrong_op                     cpp     FAILED: its self-test failed" in capsys.readouterr().out
-    self_test.reset()
+    assert self_test.main(["--device", device.type, "--op", "wrong_op"]) == 1
+    out = capsys.readouterr().out
+    assert "wrong_op" in out and "cpp     FAILED" in out and "gradient 0" in out

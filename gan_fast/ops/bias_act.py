@@ -51,7 +51,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     checks.same_device(x=x, b=b)
     alpha, gain, clamp = activation_args(spec, alpha, gain, clamp)
 
-    impl = backend.resolve("bias_act", impl, x.device, FAST_BACKENDS)
+    impl = backend.resolve("bias_act", impl, x.device, FAST_BACKENDS, x.dtype)
     if impl == "ref":
         return reference.bias_act(x, b, dim, act, alpha, gain, clamp)
     from ..fused import bias_act as fused  # noqa: PLC0415 - fast paths load lazily
@@ -67,11 +67,31 @@ def activation_args(spec: activations.Activation, alpha, gain, clamp):
     return alpha, gain, clamp
 
 
-def _self_test_case(device, gen):
-    x = torch.randn(2, 5, 3, 4, generator=gen, device=device).requires_grad_()
-    b = torch.randn(5, generator=gen, device=device).requires_grad_()
-    return (lambda impl: (bias_act(x, b, act="lrelu", clamp=1.0, impl=impl), bias_act(x, b, act="swish", impl=impl)),
-            [x, b])
+def _self_test_cases():
+    """Every kernel (forward, gradient, second derivative) over several GPU blocks (7k elements), activations
+    with zero and non-zero second derivatives, clamp, a channels_last and a sliced input, bias along dim 1
+    and along the last dim (fully connected layers)."""
+    def layer(device, gen):
+        x = torch.randn(3, 37, 7, 9, generator=gen, device=device).requires_grad_()
+        b = torch.randn(37, generator=gen, device=device).requires_grad_()
+
+        def run(impl, t):
+            x, b = t
+            return (bias_act(x, b, act="lrelu", clamp=1.0, impl=impl), bias_act(x, b, act="swish", impl=impl),
+                    bias_act(x[:, :, :, 1:], b, act="tanh", impl=impl))
+        return run, [x, b]
+
+    def channels_last(device, gen):
+        x = torch.randn(2, 67, 5, 6, generator=gen, device=device).to(memory_format=torch.channels_last)
+        b = torch.randn(67, generator=gen, device=device).requires_grad_()
+        fc = torch.randn(50, 67, generator=gen, device=device).requires_grad_()
+
+        def run(impl, t):
+            x, b, fc = t
+            return (bias_act(x, b, act="elu", clamp=2.0, impl=impl),
+                    bias_act(fc, b, act="softplus", impl=impl))
+        return run, [x.requires_grad_(), b, fc]
+    return [layer, channels_last]
 
 
-self_test.register("bias_act", _self_test_case, FAST_BACKENDS)
+self_test.register("bias_act", _self_test_cases(), FAST_BACKENDS)

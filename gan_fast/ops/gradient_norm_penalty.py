@@ -36,7 +36,7 @@ def gradient_norm_penalty(grads: torch.Tensor, center: float = 0.0, one_sided: b
         raise TypeError("center must be a number >= 0, got None")
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
-    impl = backend.resolve("gradient_norm_penalty", impl, grads.device, FAST_BACKENDS)
+    impl = backend.resolve("gradient_norm_penalty", impl, grads.device, FAST_BACKENDS, grads.dtype)
     if impl == "ref":
         return reference.gradient_norm_penalty(grads, center, bool(one_sided), reduction)
     from ..fused import gradient_norm_penalty as fused  # noqa: PLC0415
@@ -44,10 +44,19 @@ def gradient_norm_penalty(grads: torch.Tensor, center: float = 0.0, one_sided: b
     return fused.gradient_norm_penalty(grads, center, bool(one_sided), reduction, impl)
 
 
-def _self_test_case(device, gen):
-    g = (torch.randn(3, 4, 5, generator=gen, device=device) * 0.3).requires_grad_()
-    return (lambda impl: (gradient_norm_penalty(g, center=1.0, one_sided=True, reduction="none", impl=impl),
-                          gradient_norm_penalty(g, impl=impl)), [g])
+def _self_test_cases():
+    """Every center / one-sided / reduction mode over samples larger than one GPU block per split
+    (4920 entries each), and a sliced input."""
+    def case(device, gen):
+        g = (torch.randn(3, 3, 40, 42, generator=gen, device=device) * 0.02).requires_grad_()
+
+        def run(impl, t):
+            g = t[0][..., 1:]
+            return (gradient_norm_penalty(g, center=1.0, one_sided=True, reduction="none", impl=impl),
+                    gradient_norm_penalty(g, center=1.0, reduction="sum", impl=impl),
+                    gradient_norm_penalty(g, impl=impl))
+        return run, [g]
+    return [case]
 
 
-self_test.register("gradient_norm_penalty", _self_test_case, FAST_BACKENDS)
+self_test.register("gradient_norm_penalty", _self_test_cases(), FAST_BACKENDS)

@@ -47,7 +47,7 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     up, down, pad, _ = check_resampling_args("modulated_conv2d", x, weight, up, down, padding, resample_filter,
                                              styles=styles, noise=noise)
 
-    impl = backend.resolve("modulated_conv2d", impl, x.device, FAST_BACKENDS)
+    impl = backend.resolve("modulated_conv2d", impl, x.device, FAST_BACKENDS, x.dtype)
     if impl == "ref":
         return reference.modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter,
                                           bool(demodulate), bool(flip_weight), bool(fused_modconv))
@@ -105,13 +105,29 @@ def check_output_size(op: str, x, weight, f, up, down, pad) -> Tuple[int, int]:
     return sizes[0], sizes[1]
 
 
-def _self_test_case(device, gen):
-    x = torch.randn(2, 3, 6, 6, generator=gen, device=device).requires_grad_()
-    w = torch.randn(4, 3, 3, 3, generator=gen, device=device).requires_grad_()
-    s = (torch.rand(2, 3, generator=gen, device=device) + 0.5).requires_grad_()
-    f = setup_filter([1, 3, 3, 1], device=device)
-    return (lambda impl: tuple(modulated_conv2d(x, w, s, up=2, padding=1, resample_filter=f, fused_modconv=fused,
-                                                impl=impl) for fused in (True, False)), [x, w, s])
+def _self_test_cases():
+    """The up-2 layer both ways (fused_modconv True / False), and a stride-1 layer with noise over several GPU
+    tiles (67 input and 37 output channels, 90 pixels) with a channels_last input, demodulated or not."""
+    def up2(device, gen):
+        x = torch.randn(2, 3, 6, 6, generator=gen, device=device).requires_grad_()
+        w = torch.randn(4, 3, 3, 3, generator=gen, device=device).requires_grad_()
+        s = (torch.rand(2, 3, generator=gen, device=device) + 0.5).requires_grad_()
+        f = setup_filter([1, 3, 3, 1], device=device)
+        return (lambda impl, t: tuple(modulated_conv2d(*t, up=2, padding=1, resample_filter=f, fused_modconv=fused,
+                                                       impl=impl) for fused in (True, False)), [x, w, s])
+
+    def wide(device, gen):
+        x = torch.randn(2, 67, 9, 10, generator=gen, device=device).to(memory_format=torch.channels_last)
+        w = (torch.randn(37, 67, 3, 3, generator=gen, device=device) / 25).requires_grad_()
+        s = (torch.rand(2, 67, generator=gen, device=device) + 0.5).requires_grad_()
+        noise = torch.randn(2, 1, 9, 10, generator=gen, device=device).requires_grad_()
+
+        def run(impl, t):
+            x, w, s, noise = t
+            return tuple(modulated_conv2d(x, w, s, noise, padding=1, demodulate=demod, fused_modconv=fused,
+                                          impl=impl) for fused, demod in ((True, True), (False, True), (False, False)))
+        return run, [x.requires_grad_(), w, s, noise]
+    return [up2, wide]
 
 
-self_test.register("modulated_conv2d", _self_test_case, FAST_BACKENDS)
+self_test.register("modulated_conv2d", _self_test_cases(), FAST_BACKENDS)

@@ -80,7 +80,7 @@ def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: tor
     algorithm = _check_algorithm(algorithm, up, down, pad, flip_weight)
 
     # Each algorithm is self-tested (and falls back) on its own: an opt-in one cannot disable the default.
-    chosen = backend.resolve(_SELF_TEST_NAMES[algorithm], impl, x.device, FAST_BACKENDS)
+    chosen = backend.resolve(_SELF_TEST_NAMES[algorithm], impl, x.device, FAST_BACKENDS, x.dtype)
     if chosen == "ref" and impl is None:
         # No fused backend here (e.g. CPU): the composition of the public ops, each on its own best backend.
         y = modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter, bool(demodulate),
@@ -122,10 +122,11 @@ def _check_algorithm(algorithm, up, down, pad, flip_weight) -> str:
     return algorithm
 
 
-def _self_test_case(algorithm):
-    """Both layers StyleGAN2 trains (lrelu + clamp + per-pixel noise with gradient; linear ToRGB-like without
-    demodulation), 17 output channels (two channel tiles), and for 'cudnn' the up-2 layer."""
-    def case(device, gen):
+def _self_test_cases(algorithm):
+    """The layers StyleGAN2 trains: lrelu + clamp + per-pixel noise with gradient, and a linear ToRGB-like layer
+    without demodulation, first small (17 output channels; for 'cudnn' also the up-2 layer), then over several
+    GPU tiles (264 pixels x 67 output channels: BLOCK_M and BLOCK_N up to 128 / 64) with a channels_last input."""
+    def small(device, gen):
         def rand(*shape):
             return torch.randn(*shape, generator=gen, device=device).requires_grad_()
 
@@ -134,7 +135,8 @@ def _self_test_case(algorithm):
         x_up, nz_up = rand(2, 3, 3, 3), rand(2, 1, 6, 6)
         f = setup_filter([1, 3, 3, 1], device=device)
 
-        def run(impl):
+        def run(impl, t):
+            x, w, s, b, nz, x_up, nz_up = t
             out = [modulated_conv2d_bias_act(x, w, s, b, nz, padding=1, act="lrelu", clamp=1.0,
                                              algorithm=algorithm, impl=impl),
                    modulated_conv2d_bias_act(x, w, s, b, padding=1, demodulate=False, algorithm=algorithm,
@@ -144,9 +146,24 @@ def _self_test_case(algorithm):
                                                      flip_weight=False, act="lrelu", impl=impl))
             return tuple(out)
         return run, [x, w, s, b, nz, x_up, nz_up]
-    return case
+
+    def wide(device, gen):
+        x = torch.randn(2, 5, 12, 11, generator=gen, device=device).to(memory_format=torch.channels_last)
+        w = (torch.randn(67, 5, 3, 3, generator=gen, device=device) / 4).requires_grad_()
+        s = (torch.rand(2, 5, generator=gen, device=device) + 0.5).requires_grad_()
+        b = torch.randn(67, generator=gen, device=device).requires_grad_()
+        nz = torch.randn(2, 1, 12, 11, generator=gen, device=device).requires_grad_()
+
+        def run(impl, t):
+            x, w, s, b, nz = t
+            return (modulated_conv2d_bias_act(x, w, s, b, nz, padding=1, act="lrelu", clamp=1.5,
+                                              algorithm=algorithm, impl=impl),
+                    modulated_conv2d_bias_act(x, w, s, b, padding=1, demodulate=False, act="swish",
+                                              algorithm=algorithm, impl=impl))
+        return run, [x.requires_grad_(), w, s, b, nz]
+    return [small, wide]
 
 
 _SELF_TEST_NAMES = {"cudnn": "modulated_conv2d_bias_act", "implicit_gemm": "modulated_conv2d_bias_act:implicit_gemm"}
 for _algorithm, _name in _SELF_TEST_NAMES.items():
-    self_test.register(_name, _self_test_case(_algorithm), FAST_BACKENDS)
+    self_test.register(_name, _self_test_cases(_algorithm), FAST_BACKENDS)

@@ -45,7 +45,7 @@ def power_iteration(weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, 
     if eps is None or eps <= 0:
         raise ValueError(f"eps must be > 0, got {eps}")
 
-    impl = backend.resolve("power_iteration", impl, weight_mat.device, FAST_BACKENDS)
+    impl = backend.resolve("power_iteration", impl, weight_mat.device, FAST_BACKENDS, weight_mat.dtype)
     if impl == "ref":
         return reference.power_iteration(weight_mat, u, v, n_iterations, eps)
     from ..fused import power_iteration as fused  # noqa: PLC0415
@@ -53,11 +53,24 @@ def power_iteration(weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, 
     return fused.power_iteration(weight_mat, u, v, n_iterations, eps, impl)
 
 
-def _self_test_case(device, gen):
-    w = torch.randn(5, 7, generator=gen, device=device).requires_grad_()
-    u = torch.nn.functional.normalize(torch.randn(5, generator=gen, device=device), dim=0)
-    v = torch.nn.functional.normalize(torch.randn(7, generator=gen, device=device), dim=0)
-    return lambda impl: power_iteration(w, u, v, 2, impl=impl), [w]
+def _unit(n, gen, device):
+    return torch.nn.functional.normalize(torch.randn(n, generator=gen, device=device), dim=0)
 
 
-self_test.register("power_iteration", _self_test_case, FAST_BACKENDS)
+def _self_test_cases():
+    """A matrix over several tiles (on CUDA 37 x 300: 16 x 256 tiles; 37 x 100 under the interpreter's 4 x 32),
+    0, 1 and 3 iterations, and a transposed (non-contiguous) view."""
+    def case(device, gen):
+        cols = 300 if device.type == "cuda" else 100
+        w = torch.randn(37, cols, generator=gen, device=device).requires_grad_()
+        u, v, ut = _unit(37, gen, device), _unit(cols, gen, device), _unit(cols, gen, device)
+
+        def run(impl, t):
+            w, u, v, ut = t
+            return (power_iteration(w, u, v, 1, impl=impl) + power_iteration(w, u, v, 0, impl=impl)
+                    + power_iteration(w.t(), ut, u, 3, impl=impl))
+        return run, [w, u, v, ut]
+    return [case]
+
+
+self_test.register("power_iteration", _self_test_cases(), FAST_BACKENDS)

@@ -49,7 +49,7 @@ def spectral_normalize(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, d
     eps = checks.optional_number("eps", eps)
     if eps is None or eps <= 0:
         raise ValueError(f"eps must be > 0, got {eps}")
-    impl = backend.resolve("spectral_normalize", impl, weight.device, FAST_BACKENDS)
+    impl = backend.resolve("spectral_normalize", impl, weight.device, FAST_BACKENDS, weight.dtype)
     if impl == "ref" or weight.ndim == 1:
         return reference.spectral_normalize(weight, u, v, dim, n_iterations, eps)
     from ..fused import spectral_normalize as fused  # noqa: PLC0415
@@ -57,11 +57,28 @@ def spectral_normalize(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, d
     return fused.spectral_normalize(weight, u, v, dim, n_iterations, eps, impl)
 
 
-def _self_test_case(device, gen):
-    w = torch.randn(4, 3, 3, generator=gen, device=device).requires_grad_()
-    u = torch.nn.functional.normalize(torch.randn(4, generator=gen, device=device), dim=0)
-    v = torch.nn.functional.normalize(torch.randn(9, generator=gen, device=device), dim=0)
-    return lambda impl: spectral_normalize(w, u, v, 0, 1, impl=impl), [w]
+def _self_test_cases():
+    """A conv weight over several tiles (on CUDA [37, 3, 10, 10]: a 37 x 300 matrix over 16 x 256 tiles; under the
+    interpreter's 4 x 32 tiles, [37, 3, 6, 6]), dim 1 (transposed conv), and on CUDA a layer past the fused size
+    (130 x 520 > 64K entries: the separate W / sigma launches)."""
+    from .power_iteration import _unit  # noqa: PLC0415
+
+    def case(device, gen):
+        k = 10 if device.type == "cuda" else 6
+        w = torch.randn(37, 3, k, k, generator=gen, device=device).requires_grad_()
+        u, v = _unit(37, gen, device), _unit(3 * k * k, gen, device)
+        u1, v1 = _unit(3, gen, device), _unit(37 * k * k, gen, device)
+        big = [torch.randn(130, 520, generator=gen, device=device).requires_grad_(), _unit(130, gen, device),
+               _unit(520, gen, device)] if device.type == "cuda" else []
+
+        def run(impl, t):
+            w, u, v, u1, v1 = t[:5]
+            out = spectral_normalize(w, u, v, 0, 1, impl=impl) + spectral_normalize(w, u1, v1, 1, 2, impl=impl)
+            if big:
+                out += spectral_normalize(*t[5:], 0, 1, impl=impl)
+            return out
+        return run, [w, u, v, u1, v1] + big
+    return [case]
 
 
-self_test.register("spectral_normalize", _self_test_case, FAST_BACKENDS)
+self_test.register("spectral_normalize", _self_test_cases(), FAST_BACKENDS)

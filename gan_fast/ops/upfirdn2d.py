@@ -105,7 +105,7 @@ def upfirdn2d(x: torch.Tensor, f: Optional[torch.Tensor], up=1, down=1, padding=
         [N, C, (H*up_y + y0 + y1 - fh) // down_y + 1, (W*up_x + x0 + x1 - fw) // down_x + 1].
     """
     f, upxy, downxy, pad, gain = _validate(x, f, up, down, padding, gain)
-    impl = backend.resolve("upfirdn2d", impl, x.device, FAST_BACKENDS)
+    impl = backend.resolve("upfirdn2d", impl, x.device, FAST_BACKENDS, x.dtype)
     if impl == "ref":
         return reference.upfirdn2d(x, f, upxy, downxy, pad, bool(flip_filter), gain)
     from ..fused import upfirdn2d as fused  # noqa: PLC0415
@@ -142,10 +142,27 @@ def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl=None):
     return upfirdn2d(x, f, down=(downx, downy), padding=pad, flip_filter=flip_filter, gain=gain, impl=impl)
 
 
-def _self_test_case(device, gen):
-    x = torch.randn(2, 3, 5, 6, generator=gen, device=device).requires_grad_()
-    f = setup_filter([1, 3, 3, 1], device=device)
-    return lambda impl: (upsample2d(x, f, impl=impl), downsample2d(x, f, impl=impl)), [x]
+def _self_test_cases():
+    """Up and down 2 with a 4x4 filter over several GPU blocks (1840 outputs per plane); channels_last with
+    67 channels (two GPU channel blocks) and a 12-tap separable filter (the two-pass path); a sliced input with
+    an 8-tap separable filter (one pass with the outer product) at up 2, down 2 and uneven padding."""
+    def small_filter(device, gen):
+        x = torch.randn(2, 3, 20, 23, generator=gen, device=device).requires_grad_()
+        f = setup_filter([1, 3, 3, 1], device=device)
+        return lambda impl, t: (upsample2d(t[0], f, impl=impl), downsample2d(t[0], f, impl=impl)), [x]
+
+    def large_filters(device, gen):
+        x = torch.randn(2, 67, 4, 5, generator=gen, device=device).to(memory_format=torch.channels_last)
+        z = torch.randn(2, 5, 17, 19, generator=gen, device=device).requires_grad_()
+        f12 = setup_filter(torch.rand(12, generator=gen, device=device).add(0.1), device=device)
+        f8 = setup_filter(torch.rand(8, generator=gen, device=device).add(0.1), device=device)
+
+        def run(impl, t):
+            x, z = t
+            return (upsample2d(x, f12, impl=impl),
+                    upfirdn2d(z[:, :, 1:, 2:], f8, up=2, down=2, padding=[3, -1, 2, 4], impl=impl))
+        return run, [x.requires_grad_(), z]
+    return [small_filter, large_filters]
 
 
-self_test.register("upfirdn2d", _self_test_case, FAST_BACKENDS)
+self_test.register("upfirdn2d", _self_test_cases(), FAST_BACKENDS)
