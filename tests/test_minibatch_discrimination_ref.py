@@ -129,6 +129,8 @@ def test_module_bad_arguments():
         MinibatchDiscrimination(4, 3, 0)
     with pytest.raises(TypeError, match="out_features"):
         MinibatchDiscrimination(4, 2.0, 3)
+    with pytest.raises(ValueError, match="impl"):
+        MinibatchDiscrimination(4, 3, 2, impl="fast")
     layer = MinibatchDiscrimination(4, 3, 2)
     with pytest.raises(ValueError, match=r"x must have shape \[N, 4\]"):
         layer(torch.zeros(2, 5))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .. import checks
+from .. import backend, checks
 from ..ops.minibatch_discrimination import minibatch_discrimination
 
 __all__ = ["MinibatchDiscrimination"]
@@ -44,6 +44,7 @@ class MinibatchDiscrimination(nn.Module):
         self.in_features = checks.positive_int("in_features", in_features)
         self.out_features = checks.positive_int("out_features", out_features)
         self.kernel_dims = checks.positive_int("kernel_dims", kernel_dims)
+        backend.normalize_impl(impl)  # an unknown name fails here, not at the first forward
         self.impl = impl
         self.weight = nn.Parameter(torch.randn(in_features, out_features * kernel_dims) * 0.05)
 
