@@ -219,13 +219,18 @@ for _fn in (_FilteredLReLU, _FilteredLReLUGrad, _FilteredLReLUJvp):  # spare Fun
 # ----------------------------------------------------------------------------------------------- entry
 
 
+@torch.compiler.assume_constant_result
+def _has_plans(up: int, down: int, nfu: int, nfd: int) -> bool:
+    # Evaluated eagerly under torch.compile (Dynamo does not trace importlib), a constant of the shapes.
+    K = _kernels()
+    return K.plan_forward(up, down, nfu, nfd) is not None and K.plan_backward(up, down, nfu, nfd) is not None
+
+
 def uses_kernels(fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], up: int, down: int) -> bool:
     """Whether the fused kernels take these filters and factors (else the composition runs)."""
     if (fu is not None and fu.ndim != 1) or (fd is not None and fd.ndim != 1):
         return False
-    K = _kernels()
-    return (K.plan_forward(up, down, _ntaps(fu), _ntaps(fd)) is not None
-            and K.plan_backward(up, down, _ntaps(fu), _ntaps(fd)) is not None)
+    return _has_plans(int(up), int(down), _ntaps(fu), _ntaps(fd))
 
 
 def _composed(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, impl):
@@ -262,5 +267,7 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[tor
     p = (int(up), int(down), *(int(v) for v in padding), float(gain), float(slope),
          -1.0 if clamp is None else float(clamp), bool(flip_filter))
     if grad and (x.requires_grad or (b is not None and b.requires_grad)):
+        if fd is not None and fd is fu:
+            fd = fd.detach()  # Dynamo cannot trace a Function given one tensor twice (a constant here)
         return _FilteredLReLU.apply(x, b, fu, fd, p)[0]
     return _fwd_op(x, fu, fd, b, *p, False)[0]
