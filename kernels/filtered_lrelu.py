@@ -291,11 +291,13 @@ def _flrelu_bwd_kernel(
 
 
 # The tiles are the same on a GPU and under the interpreter; what a GPU may take that the self-tests do not
-# launch: the forward without a mask (no gradient wanted) and the TF32x3 float32 dots (a benchmark variant).
+# launch: the forward without a mask (no gradient wanted), 64-bit offsets (tensors over 2**30 elements) and
+# the TF32x3 float32 dots (FP32_INPUT_PRECISION's alternative).
+_TF32X3 = lambda c: {} if c.get("LOWP") else {"INPUT_PRECISION": "tf32x3"}  # noqa: E731
 GPU_CONSTEXPRS = {
     "_flrelu_fwd_kernel": [lambda c: {"MODE": MODE_ACT} if c.get("MODE") == MODE_ACT_MASK else {},
-                           lambda c: {} if c.get("LOWP") else {"INPUT_PRECISION": "tf32x3"}],
-    "_flrelu_bwd_kernel": [lambda c: {} if c.get("LOWP") else {"INPUT_PRECISION": "tf32x3"}],
+                           _TF32X3, {"USE_INT64": True}],
+    "_flrelu_bwd_kernel": [_TF32X3, {"USE_INT64": True}],
 }
 
 

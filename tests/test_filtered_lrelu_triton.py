@@ -135,6 +135,14 @@ def test_filters_that_require_grad_run_the_reference():
     torch.testing.assert_close(dfu, dfu_ref)
 
 
+def test_int64_offsets(monkeypatch):
+    """The 64-bit offset path (tensors over 2**30 elements) on small tensors: the threshold lowered."""
+    monkeypatch.setattr(K, "_INT32_MAX", 64)
+    gen = torch.Generator().manual_seed(9)
+    kw = dict(fu=_taps(12, gen), fd=_taps(12, gen), up=2, down=2, padding=[9, 8, 10, 7], clamp=1.0)
+    _check(torch.randn(1, 2, 13, 12, generator=gen), torch.randn(2, generator=gen), kw)
+
+
 def test_float64_policy(monkeypatch):
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64)
     f = torch.ones(4, dtype=torch.float64) / 4
