@@ -1,4 +1,4 @@
-"""Helpers shared by the Triton launchers: layout checks, float64 scalars, ticket counters.
+"""Helpers shared by the Triton launchers: layout checks, float64 scalars, ticket counters, autotuning.
 
 Ticket counters are self-resetting int32 counters for "the last program finishes the reduction" kernels.
 
@@ -12,8 +12,11 @@ on one stream are ordered, so they never share a counter concurrently.
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import os
 import threading
-from typing import Dict, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
@@ -79,3 +82,49 @@ def counters(device: torch.device, n: int) -> torch.Tensor:
             buf = torch.zeros(size, dtype=torch.int32, device=device)
             _counters[key] = buf
         return buf
+
+
+# ----------------------------------------------------------------------------------------------------- autotuning
+
+AUTOTUNE_ENV = "GAN_FAST_AUTOTUNE"  # "full" (default): tune per shape; "first": the first config only (tests)
+_forced_config: Optional[int] = None
+
+
+class Tuned:
+    """An autotuned kernel: ``tuned[grid](*args, **constexprs)`` as ``triton.autotune``'s, with two switches.
+
+    ``GAN_FAST_AUTOTUNE=first`` launches the first config without tuning (the test suite: tuning every
+    test shape would cost more than the tests), and :func:`force_config` launches one given config (so a
+    test can run each config once). ``cache_results`` (Triton's on-disk cache of tuning results) is used
+    where the installed Triton has it.
+    """
+
+    def __init__(self, fn, configs: List, key: List[str]):
+        import triton  # noqa: PLC0415
+
+        self.fn, self.configs = fn, list(configs)
+        options = {"cache_results": True} if "cache_results" in inspect.signature(triton.autotune).parameters else {}
+        self.tuner = triton.autotune(configs=self.configs, key=key, **options)(fn)
+
+    def __getitem__(self, grid):
+        index = _forced_config
+        if index is None and os.environ.get(AUTOTUNE_ENV, "full") == "first":
+            index = 0
+        if index is None:
+            return self.tuner[grid]
+        cfg = self.configs[index]
+
+        def launch(*args, **kwargs):
+            return self.fn[grid](*args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+        return launch
+
+
+@contextlib.contextmanager
+def force_config(index: int) -> Iterator[None]:
+    """Every :class:`Tuned` kernel launched inside runs its config ``index`` (tests)."""
+    global _forced_config
+    old, _forced_config = _forced_config, index
+    try:
+        yield
+    finally:
+        _forced_config = old

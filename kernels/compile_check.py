@@ -163,8 +163,9 @@ def record() -> List[dict]:
 def _autotuner_configs(jit_fn) -> list:
     import triton  # noqa: PLC0415
 
-    return [cfg for mod in _kernel_modules() for obj in vars(mod).values()
-            if isinstance(obj, triton.runtime.Autotuner) and obj.fn is jit_fn for cfg in obj.configs]
+    tuners = [getattr(obj, "tuner", obj) for mod in _kernel_modules() for obj in vars(mod).values()]  # _common.Tuned
+    return [cfg for obj in tuners if isinstance(obj, triton.runtime.Autotuner) and obj.fn is jit_fn
+            for cfg in obj.configs]
 
 
 def _gpu_constexprs(kernel: str, consts: dict) -> List[dict]:

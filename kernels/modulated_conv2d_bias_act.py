@@ -39,7 +39,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import device_guard, on_gpu, split_f64
+from ._common import Tuned, device_guard, on_gpu, split_f64
 from .bias_act import _act, _clamp_keep_nan
 
 __all__ = ["modconv_bias_act_fwd", "demod_bias_act_fwd", "demod_bias_act_bwd", "new_output", "output_size"]
@@ -252,8 +252,7 @@ _INTERPRETER_BLOCKS = dict(BLOCK_M=64, BLOCK_N=32)
 # The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles them).
 GPU_CONSTEXPRS = {"_demod_bias_act_kernel": [_GPU_EPILOGUE_NHWC, _GPU_EPILOGUE_NCHW],
                   "_demod_bias_act_bwd_kernel": [_GPU_EPILOGUE_BWD]}
-_tuned = triton.autotune(configs=_CONFIGS, key=["I", "O", "M", "KH", "KW", "LOW_PRECISION_DOT"],
-                         cache_results=True)(_modconv_bias_act_kernel)
+_tuned = Tuned(_modconv_bias_act_kernel, _CONFIGS, ["I", "O", "M", "KH", "KW", "LOW_PRECISION_DOT"])
 
 
 def output_size(h: int, w: int, kh: int, kw: int, pad_y: int, pad_x: int) -> Tuple[int, int]:

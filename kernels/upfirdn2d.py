@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import device_guard, interpreting
+from ._common import Tuned, device_guard, interpreting
 
 __all__ = ["upfirdn2d_fwd", "output_size", "SEPARABLE_TWO_PASS_MIN_TAPS"]
 
@@ -127,8 +127,8 @@ _NHWC_CONFIGS = [
     for bc, bp, nw in ((16, 64, 4), (32, 32, 4), (32, 64, 4), (64, 16, 4), (64, 32, 8))
 ]
 _KEY = ["C", "OH", "OW", "UPX", "UPY", "DOWNX", "DOWNY", "FW", "FH", "USE_INT64"]
-_tuned_nchw = triton.autotune(configs=_NCHW_CONFIGS, key=_KEY, cache_results=True)(_upfirdn2d_kernel)
-_tuned_nhwc = triton.autotune(configs=_NHWC_CONFIGS, key=_KEY, cache_results=True)(_upfirdn2d_kernel)
+_tuned_nchw = Tuned(_upfirdn2d_kernel, _NCHW_CONFIGS, _KEY)
+_tuned_nhwc = Tuned(_upfirdn2d_kernel, _NHWC_CONFIGS, _KEY)
 
 
 def output_size(h: int, w: int, fh: int, fw: int, upx: int, upy: int, downx: int, downy: int,

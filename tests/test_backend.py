@@ -81,3 +81,18 @@ def test_kernels_are_not_a_top_level_package(tmp_path):
             "print(importlib.util.find_spec('kernels') is None, gan_fast.kernels.__name__)")
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["True", "gan_fast.kernels"]
+
+
+def test_kernels_import_from_a_checkout_used_in_place(tmp_path):
+    """PYTHONPATH=<checkout> without installing (gpu.sh's fallback): gan_fast.kernels is the checkout's kernels/."""
+    import shutil
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    for name in ("gan_fast", "kernels"):
+        shutil.copytree(root / name, tmp_path / name, ignore=shutil.ignore_patterns("__pycache__"))
+    code = "import gan_fast, gan_fast.kernels.upfirdn2d as k; print(gan_fast.__file__); print(k.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
+    lines = out.stdout.split()
+    assert lines[0].startswith(str(tmp_path / "gan_fast")) and lines[1] == str(tmp_path / "kernels" / "upfirdn2d.py")

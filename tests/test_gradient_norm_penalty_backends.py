@@ -14,6 +14,7 @@ from conftest import fast_backends
 from gan_fast.fused import gradient_norm_penalty as fused
 from gan_fast.kernels import gradient_norm_penalty as K
 from gan_fast.ops.gradient_norm_penalty import gradient_norm_penalty
+from parity import assert_anchored
 
 ops_mod = importlib.import_module("gan_fast.ops.gradient_norm_penalty")  # gan_fast.ops re-exports the function
 BACKENDS = fast_backends(ops_mod.FAST_BACKENDS)
@@ -150,6 +151,13 @@ def test_gpu_full_size(center, one_sided, dtype):
         tol = F32 if dtype == torch.float32 else dict(rtol=1e-2, atol=1e-2)
         for a, b in zip(got, want):
             torch.testing.assert_close(a.float(), b.float(), **tol)
+        # the float64 anchor at batch 2
+        small = [g[:2], go[:2] if reduction == "none" else go, vv[:2]]
+        assert_anchored(
+            lambda t: _first_and_second(lambda x: gradient_norm_penalty(x, center, one_sided, reduction,
+                                                                         impl="triton"), *t),
+            lambda t: _first_and_second(lambda x: gradient_norm_penalty(x, center, one_sided, reduction,
+                                                                         impl="ref"), *t), small, dtype)
 
 
 def test_compile_traces_forward_fullgraph(device):

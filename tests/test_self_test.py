@@ -237,3 +237,22 @@ def test_command_line_reports_ops_and_fails_on_a_wrong_backend(monkeypatch, caps
     assert self_test.main(["--device", device.type, "--op", "wrong_op"]) == 1
     out = capsys.readouterr().out
     assert "wrong_op" in out and "cpp     FAILED" in out and "gradient 0" in out
+
+
+def test_the_anchor_of_the_gpu_tests_passes_ref_and_rejects_a_wrong_kernel():
+    """tests/parity.assert_anchored (the float64 anchor of the full-size GPU tests) on CPU."""
+    from parity import assert_anchored
+
+    x = torch.randn(2, 5, 6, 7)
+    b = torch.randn(5)
+
+    def run(impl, scale=1.0):
+        def fn(t):
+            x, b = (u.detach().requires_grad_() for u in t)
+            y = ops.bias_act(x, b, act="swish", impl="ref") * scale
+            return y, torch.autograd.grad(y.square().sum(), [x, b])
+        return fn
+
+    assert_anchored(run("ref"), run("ref"), [x, b], torch.float32)
+    with pytest.raises(AssertionError, match="result 0"):
+        assert_anchored(run("ref", 1.001), run("ref"), [x, b], torch.float32)

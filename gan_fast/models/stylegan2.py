@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 from typing import Dict, Optional, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -248,7 +247,7 @@ class DiscriminatorEpilogue(nn.Module):
         x = self.fc(x.flatten(1))
         x = self.out(x)
         if self.cmap_dim > 0:
-            x = (x * cmap.to(x.dtype)).sum(dim=1, keepdim=True) * (1 / np.sqrt(self.cmap_dim))
+            x = (x * cmap.to(x.dtype)).sum(dim=1, keepdim=True) * (1 / math.sqrt(self.cmap_dim))
         return x
 
 
