@@ -149,7 +149,7 @@ def _self_test_cases():
         return (torch.rand(n, generator=gen, device=device) + 0.1).div_(n / 2)
 
     def up2(device, gen):
-        x = torch.randn(2, 2, 14, 16, generator=gen, device=device).requires_grad_()
+        x = torch.randn(2, 2, 24, 26, generator=gen, device=device).requires_grad_()
         b = torch.randn(2, generator=gen, device=device).requires_grad_()
         fu, fd = taps(12, gen, device), taps(12, gen, device)
 
@@ -159,7 +159,7 @@ def _self_test_cases():
         return run, [x, b]
 
     def up4(device, gen):
-        x = torch.randn(1, 3, 9, 11, generator=gen, device=device).to(memory_format=torch.channels_last)
+        x = torch.randn(1, 3, 19, 17, generator=gen, device=device).to(memory_format=torch.channels_last)
         z = torch.randn(2, 2, 13, 14, generator=gen, device=device)
         b = torch.randn(2, generator=gen, device=device).requires_grad_()
         fu, fd, f2 = taps(24, gen, device), taps(12, gen, device), taps(4, gen, device).outer(taps(3, gen, device))
