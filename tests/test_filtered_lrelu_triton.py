@@ -102,10 +102,15 @@ def test_channels_last_and_sliced_inputs():
     _check(sliced, b, kw)
 
 
-def test_two_d_filters_take_the_composition():
+@pytest.mark.parametrize("which", ["fd_2d", "fu_2d", "both_2d"])
+def test_two_d_filters(which):
+    """One 2-D filter is split off (the kernels run the separable half: StyleGAN3-R's radial down filter);
+    two run the composition of the upfirdn2d and bias_act kernels."""
     gen = torch.Generator().manual_seed(3)
     f2 = torch.rand(3, 4, generator=gen) + 0.1
-    kw = dict(fu=_taps(8, gen), fd=f2 / f2.sum(), up=2, down=2, padding=[4, 3, 5, 2], clamp=1.0)
+    f2 = f2 / f2.sum()
+    fu, fd = {"fd_2d": (_taps(8, gen), f2), "fu_2d": (f2, _taps(8, gen)), "both_2d": (f2, f2.T)}[which]
+    kw = dict(fu=fu, fd=fd, up=2, down=2, padding=[4, 3, 5, 2], clamp=1.0, flip_filter=which == "fu_2d")
     assert not fused.uses_kernels(kw["fu"], kw["fd"], 2, 2)
     _check(torch.randn(1, 2, 9, 8, generator=gen), torch.randn(2, generator=gen), kw)
 

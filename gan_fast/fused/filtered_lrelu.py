@@ -22,10 +22,13 @@ Every order of derivative is exact and runs on the two kernels; each Function
 saves only its inputs and outputs (the mask is an output of the first and an
 input of the others), as DESIGN.md requires for double backward.
 
-Paths that do not take the kernels (documented in ``gan_fast.ops.filtered_lrelu``):
-2-D (non-separable) filters, and filters whose reach no tile holds, run the
-composition of the Triton ``upfirdn2d`` and ``bias_act`` kernels; filters that
-require grad run the reference (exact gradient for them).
+Filters the kernels do not take (documented in ``gan_fast.ops.filtered_lrelu``):
+one 2-D (non-separable) filter is split off: the kernels run the separable
+half with the activation (``fd=None, down=1``, or ``fu=None, up=1``) and the
+Triton ``upfirdn2d`` the 2-D resampling (StyleGAN3-R's radial down filters);
+two 2-D filters, and filters whose reach no tile holds, run the composition of
+the Triton ``upfirdn2d`` and ``bias_act`` kernels; filters that require grad
+run the reference (exact gradient for them).
 """
 
 from __future__ import annotations
@@ -233,19 +236,45 @@ def uses_kernels(fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], up: int
     return _has_plans(int(up), int(down), _ntaps(fu), _ntaps(fd))
 
 
-def _composed(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, impl):
-    """The reference composition on the fast upfirdn2d and bias_act kernels (2-D filters)."""
-    from . import bias_act as fused_bias_act  # noqa: PLC0415
+def _resample(x, f, up, down, padding, flip_filter, gain):
     from . import upfirdn2d as fused_upfirdn2d  # noqa: PLC0415
 
-    def resample(x, f, up, down, padding, flip_filter, gain):
-        return fused_upfirdn2d.upfirdn2d(x, f, up, down, padding, flip_filter, gain, impl)
+    return fused_upfirdn2d.upfirdn2d(x, f, up, down, padding, flip_filter, gain, "triton")
 
-    def bias_act(x, b, dim, act, alpha, gain, clamp):
-        return fused_bias_act.bias_act(x, b, dim, activations.get(act).code, alpha, gain, clamp, impl)
 
+def _bias_act(x, b, dim, act, alpha, gain, clamp):
+    from . import bias_act as fused_bias_act  # noqa: PLC0415
+
+    return fused_bias_act.bias_act(x, b, dim, activations.get(act).code, alpha, gain, clamp, "triton")
+
+
+def _split(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
+    """One 2-D filter: the fused kernels take the separable half with the activation, the Triton upfirdn2d
+    the 2-D resampling (StyleGAN3-R's radial down filters); both 2-D: the reference composition on the
+    Triton upfirdn2d and bias_act kernels. None when the kernels hold no tile for the separable half."""
+    if fd is not None and fd.ndim == 2 and (fu is None or fu.ndim == 1):
+        if not uses_kernels(fu, None, up, 1):
+            return None
+        a = _fused(x, fu, None, b, up, 1, padding, gain, slope, clamp, flip_filter)
+        return _resample(a, fd, (1, 1), (down, down), (0, 0, 0, 0), flip_filter, 1.0)
+    if fu is not None and fu.ndim == 2 and (fd is None or fd.ndim == 1) and uses_kernels(None, fd, 1, down):
+        if b is not None:
+            x = _bias_act(x, b, 1, "linear", 0.0, 1.0, None)
+        u = _resample(x, fu, (up, up), (1, 1), tuple(padding), flip_filter, float(up * up))
+        return _fused(u, None, fd, None, 1, down, (0, 0, 0, 0), gain, slope, clamp, flip_filter)
     return reference.filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter,
-                                    resample=resample, bias_act=bias_act)
+                                    resample=_resample, bias_act=_bias_act)
+
+
+def _fused(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):
+    """The two kernels (separable or absent filters, a plan that holds them)."""
+    p = (int(up), int(down), *(int(v) for v in padding), float(gain), float(slope),
+         -1.0 if clamp is None else float(clamp), bool(flip_filter))
+    if torch.is_grad_enabled() and (x.requires_grad or (b is not None and b.requires_grad)):
+        if fd is not None and fd is fu:
+            fd = fd.detach()  # Dynamo cannot trace a Function given one tensor twice (a constant here)
+        return _FilteredLReLU.apply(x, b, fu, fd, p)[0]
+    return _fwd_op(x, fu, fd, b, *p, False)[0]
 
 
 def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], b: Optional[torch.Tensor],
@@ -262,12 +291,10 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[tor
         return reference.filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
     if b is not None:
         b = b.to(x.dtype)  # as the reference; the cast is differentiable, so db returns in b's dtype
-    if not uses_kernels(fu, fd, up, down):
-        return _composed(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, impl)
-    p = (int(up), int(down), *(int(v) for v in padding), float(gain), float(slope),
-         -1.0 if clamp is None else float(clamp), bool(flip_filter))
-    if grad and (x.requires_grad or (b is not None and b.requires_grad)):
-        if fd is not None and fd is fu:
-            fd = fd.detach()  # Dynamo cannot trace a Function given one tensor twice (a constant here)
-        return _FilteredLReLU.apply(x, b, fu, fd, p)[0]
-    return _fwd_op(x, fu, fd, b, *p, False)[0]
+    if uses_kernels(fu, fd, up, down):
+        return _fused(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
+    y = _split(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
+    if y is None:
+        y = reference.filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter,
+                                     resample=_resample, bias_act=_bias_act)
+    return y

@@ -128,6 +128,13 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
         [N, C, (H*up + y0 + y1 - (fu_h - 1) - (fd_h - 1) + down - 1) // down,
         (W*up + x0 + x1 - (fu_w - 1) - (fd_w - 1) + down - 1) // down] in x's dtype (and, on the
         triton backend, x's memory format). Differentiable with respect to x and b, to any order.
+
+    The triton backend: separable or absent filters run one fused forward kernel (the up-sampled tile stays
+    on chip; an int8 code per up-sampled sample is kept for backward) and one backward kernel, which also
+    serve every higher derivative (the op is piecewise linear in x and b). One 2-D filter (StyleGAN3-R's
+    radial down filter) is split off to the Triton ``upfirdn2d``, the rest stays fused; two 2-D filters run
+    the composition of the Triton ``upfirdn2d`` and ``bias_act`` kernels. A non-finite input value spoils
+    its whole output tile (about 21 x 21 outputs) rather than only the outputs within the filters' reach.
     """
     a = validate(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
     chosen = backend.resolve("filtered_lrelu", impl, x.device, FAST_BACKENDS, dtype=x.dtype)
@@ -141,10 +148,11 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
 
 
 def _self_test_cases():
-    """Cases that launch every kernel over several tiles per axis at the GPU tile sizes (the tiles do not
-    depend on the device): up 2 / down 2 with 12-tap filters, bias and clamp (StyleGAN3-T's common layer);
-    up 4 / down 2 with 24- and 12-tap filters on a channels_last input and a sliced one (flipped filters,
-    no bias, negative padding); a 2-D down filter and absent filters (the composition path)."""
+    """Cases that launch every kernel (forward with and without the activation, backward) over two or more
+    tiles per axis (the tiles do not depend on the device): up 2 / down 2 with 12-tap filters, bias and
+    clamp (StyleGAN3-T's common layer); up 4 / down 2 with 24- and 12-tap filters on a channels_last input
+    (flipped filters, no bias, negative padding); on a sliced input, a 2-D down filter at up 4 / down 4
+    (the split path) and absent filters."""
     def taps(n, gen, device):
         return (torch.rand(n, generator=gen, device=device) + 0.1).div_(n / 2)
 
