@@ -20,6 +20,9 @@ import sys
 import time
 from typing import Any, Dict, List, Optional
 
+from . import presets
+from .presets import PRESETS
+
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 # The ci preset must finish in under 3 minutes on 2 CPU cores: past this, measurements are recorded as skipped.
 DEFAULT_BUDGET_S = {"ci": 165.0}
@@ -27,7 +30,9 @@ DEFAULT_BUDGET_S = {"ci": 165.0}
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0])
-    p.add_argument("--preset", choices=("ci", "stylegan2", "biggan"), default="ci")
+    p.add_argument("--preset", choices=PRESETS, default="ci")
+    p.add_argument("--tag", default="", help="a name for this run beside its preset (output bench-<preset>-<tag>.json; "
+                   "the report keeps the newest run of each device, preset and tag)")
     p.add_argument("--out", default="bench_out", help="output folder (created)")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda")
     p.add_argument("--only", default=None, help="regex on 'op/case' (e.g. 'bias_act|r1_step')")
@@ -47,8 +52,8 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-class _Terminated(Exception):
-    pass
+class _Terminated(BaseException):
+    """SIGTERM (`timeout`): a BaseException, so that no `except Exception` on the way swallows it."""
 
 
 def _on_sigterm(signum, frame):  # `timeout` sends SIGTERM: finish writing what was measured
@@ -58,6 +63,8 @@ def _on_sigterm(signum, frame):  # `timeout` sends SIGTERM: finish writing what 
 def collect_cases(preset: str, device, only: Optional[str]) -> List[Any]:
     from . import OP_MODULES
 
+    if preset == "decisive":
+        return _decisive_cases(device, only)
     cases = []
     for name in OP_MODULES:
         mod = importlib.import_module(f"benchmarks.{name}")
@@ -67,6 +74,23 @@ def collect_cases(preset: str, device, only: Optional[str]) -> List[Any]:
         cases = [c for c in cases if rx.search(c.label)]
     cases.sort(key=lambda c: c.priority)  # stable: module order within a priority
     return cases
+
+
+def _decisive_cases(device, only: Optional[str]) -> List[Any]:
+    """presets.DECISIVE, in its order: the cases of the full-size presets that answer an open question."""
+    from .harness import dtype_name
+
+    pool = {}
+    for name in presets.DECISIVE_SOURCES:
+        for case in collect_cases(name, device, None):
+            pool.setdefault((case.label, dtype_name(case.dtype)), case)
+    chosen = []
+    for rank, (label, dtype) in enumerate(presets.DECISIVE):
+        case = pool.get((label, dtype))
+        if case is not None and (not only or re.search(only, case.label)):
+            case.priority = rank
+            chosen.append(case)
+    return chosen
 
 
 def timing_for(preset: str, device, quick: bool):
@@ -104,7 +128,9 @@ def format_table(records: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
         if r.get("variant"):
             be += f"[{r['variant']}]"
         status = r.get("status")
-        if status == "error":
+        if r.get("wrong"):
+            status = "WRONG: " + r["wrong"]
+        elif status == "error":
             status = "error: " + (r.get("error") or "")[:70]
         elif status in ("skipped", "unavailable"):
             status = f"{status}: " + (r.get("reason") or r.get("error") or "")[:70]
@@ -115,7 +141,8 @@ def format_table(records: List[Dict[str, Any]], meta: Dict[str, Any]) -> str:
             extra = f" {r['images_per_s']:.1f} img/s"
         rows.append([f"{r['op']}/{r['case']}", r["dtype"], r.get("pass") or "-", be,
                      _fmt(r.get("median_ms"), ".3f"), _fmt(r.get("iqr_ms"), ".3f"),
-                     _fmt(r.get("speedup_vs_eager"), ".2f"), _fmt(r.get("speedup_vs_compile"), ".2f"),
+                     _fmt(None if r.get("wrong") else r.get("speedup_vs_eager"), ".2f"),
+                     _fmt(None if r.get("wrong") else r.get("speedup_vs_compile"), ".2f"),
                      _fmt(r.get("peak_mem_mb"), ".0f"), _fmt(r.get("max_abs_err"), ".1e"),
                      _fmt(r["max_abs_err"] / r["ref_max_abs"] if r.get("max_abs_err") is not None
                           and r.get("ref_max_abs") else None, ".1e"),
@@ -178,6 +205,9 @@ def write_chart(records: List[Dict[str, Any]], meta: Dict[str, Any], path: str) 
 
 
 def write_json(path: str, meta: Dict[str, Any], records: List[Dict[str, Any]]) -> None:
+    from .report import judge_errors
+
+    meta["wrong_rows"] = judge_errors(records)
     tmp = path + ".tmp"
     with open(tmp, "w") as f:
         json.dump({"meta": meta, "records": records}, f, indent=1)
@@ -213,7 +243,8 @@ def main(argv=None) -> int:
                                                            if device.type != "cuda" else ""))
     if forced:
         meta["ignored_env"] = f"GAN_FAST_IMPL={forced} was set and is ignored by the runner"
-    base = os.path.join(args.out, f"bench-{args.preset}")
+    meta["tag"] = args.tag
+    base = os.path.join(args.out, f"bench-{args.preset}" + (f"-{args.tag}" if args.tag else ""))
     json_path, png_path = base + ".json", base + ".png"
 
     t_disc = time.monotonic()  # may build the C++ extension on first use (JIT): timed, reported
@@ -249,6 +280,7 @@ def main(argv=None) -> int:
           f"(torch {env['torch']}, triton {env['triton']})", file=sys.stderr)
     records: List[Dict[str, Any]] = []
     interrupted = None
+    in_flight = None  # the case being measured (its records not yet written)
     try:
         for case in cases:
             counter["case"] += 1
@@ -261,18 +293,20 @@ def main(argv=None) -> int:
                       for b in ("eager",) for p in case.passes]
                 records += harness.to_records(case, ms, args.preset, env)
                 continue
+            in_flight = case
             try:
                 ms = runner.run_case(case)
-            except (KeyboardInterrupt, _Terminated):
-                raise
             except Exception as exc:  # building the case's inputs failed (e.g. out of memory)
                 ms = [harness.Measurement("eager", "", p, status="error", error=harness.short_error(exc))
                       for p in case.passes]
             records += harness.to_records(case, ms, args.preset, env)
+            in_flight = None
             meta["wall_s"] = round(time.monotonic() - t_start, 1)
             write_json(json_path, meta, records)
     except (KeyboardInterrupt, _Terminated) as exc:
-        interrupted = f"interrupted ({exc or 'KeyboardInterrupt'}) after {counter['case']} of {len(cases)} cases"
+        interrupted = f"interrupted ({exc or 'KeyboardInterrupt'}) in case {counter['case']} of {len(cases)}"
+        if in_flight is not None:
+            records += harness.to_records(in_flight, runner.interrupted(in_flight, interrupted), args.preset, env)
     if tty:
         sys.stderr.write("\n")
     meta["wall_s"] = round(time.monotonic() - t_start, 1)
@@ -290,7 +324,8 @@ def main(argv=None) -> int:
     if args.record:
         os.makedirs(RESULTS_DIR, exist_ok=True)
         date = meta["created"][:10]
-        dest = os.path.join(RESULTS_DIR, f"{harness.slug(env['device'])}-{args.preset}-{date}.json")
+        dest = os.path.join(RESULTS_DIR, f"{harness.slug(env['device'])}-{args.preset}"
+                            f"{'-' + args.tag if args.tag else ''}-{date}.json")
         shutil.copyfile(json_path, dest)
         print(f"recorded: {dest}", file=sys.stderr)
     return 0 if interrupted is None else 3

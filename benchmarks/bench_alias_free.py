@@ -44,7 +44,7 @@ def _layer_case(cfg: Dict, index: int, n: int, dtype: torch.dtype, prio: int, de
                 err_batch=None, compile=True) -> Case:
     cfg = dict(cfg, use_fp16=(dtype == torch.float16))
     torch.manual_seed(index)
-    layer = AliasFreeSynthesisLayer(**cfg).to(device).train()
+    layer = AliasFreeSynthesisLayer(**cfg).train()  # stays on the CPU: its state reaches it as case tensors
     w_, h_ = layer.in_size
 
     def make(device, dtype, batch):
@@ -52,12 +52,12 @@ def _layer_case(cfg: Dict, index: int, n: int, dtype: torch.dtype, prio: int, de
         t = {"x": torch.randn(nb, layer.in_channels, h_, w_, device=device).to(dtype),
              "w": torch.randn(nb, layer.w_dim, device=device)}
         for name, value in layer.named_parameters():
-            t[name] = value.detach().clone()
+            t[name] = value.detach().to(device).clone()
         with torch.no_grad():  # a bias and style spread that exercise the activation and clamp
             t["bias"].normal_(0, 0.5)
             t["affine.bias"].add_(0.2 * torch.randn_like(t["affine.bias"]))
         for name, value in layer.named_buffers():
-            t[name] = value.detach().clone()
+            t[name] = value.detach().to(device).clone()
         return t
 
     def run(t, impl):

@@ -74,6 +74,8 @@ def _case(n: int, ch: int, res: int, dtype, prio: int, device: torch.device, up:
                 dtype=dtype, make=make, run=_layer, diff=("x", "w", "s", "b"), first=("x",),
                 op_modules=(op_module,), passes=("fwd", "fwdbwd", "dbl"), extra_baselines=extra,
                 err_batch=err_batch, priority=prio,
+                record_fields={"triton": {"algorithm": op_module.DEFAULT_ALGORITHM},
+                               "triton:implicit_gemm": {"algorithm": "implicit_gemm"}},
                 note="triton = cuDNN conv + one fused epilogue; triton:implicit_gemm = the one-kernel layer; "
                      "composed:IMPL = modulated_conv2d + bias_act with IMPL" +
                      (f"; max_abs_err at batch {err_batch}" if err_batch else ""))

@@ -89,6 +89,8 @@ class Case:
     reps: Optional[int] = None  # fixed number of timed samples (slow cases), else the run's TimingConfig
     priority: int = 0  # lower runs first (a run cut short by its time budget keeps the important shapes)
     note: str = ""
+    # backend label -> extra fields of its records, e.g. {"triton": {"algorithm": "cudnn"}}: what a row ran
+    record_fields: Dict[str, Dict[str, Any]] = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -428,6 +430,13 @@ def ref_scale(ref: Sequence[Optional[torch.Tensor]]) -> float:
     return max((float(t.detach().abs().max()) for t in ref if t is not None and t.numel()), default=0.0)
 
 
+def ref_rms(ref: Sequence[Optional[torch.Tensor]]) -> float:
+    """The smallest RMS among the pass's non-zero results: the scale an error floor may use (benchmarks.report)."""
+    values = [float(t.detach().double().square().mean().sqrt()) for t in ref if t is not None and t.numel()]
+    values = [v for v in values if v > 0]
+    return min(values, default=0.0)
+
+
 def short_error(exc: BaseException, limit: int = 300) -> str:
     text = f"{type(exc).__name__}: {exc}".strip().replace("\n", " ")
     return text if len(text) <= limit else text[: limit - 3] + "..."
@@ -473,7 +482,7 @@ class Measurement:
     backend: str
     variant: str
     pass_name: str
-    status: str = "ok"                # ok | error | unavailable | skipped
+    status: str = "ok"                # ok | error | unavailable | skipped | interrupted
     median_ms: Optional[float] = None
     iqr_ms: Optional[float] = None
     reps: Optional[int] = None
@@ -481,6 +490,7 @@ class Measurement:
     peak_mem_mb: Optional[float] = None
     max_abs_err: Optional[float] = None
     ref_max_abs: Optional[float] = None
+    ref_rms: Optional[float] = None
     error: Optional[str] = None
     note: str = ""
 
@@ -495,6 +505,7 @@ class Runner:
     def __init__(self, device: torch.device, timing: TimingConfig, compile_enabled: bool = True,
                  compile_mode_name: Optional[str] = "auto", deadline: Optional[float] = None,
                  on_step: Optional[Callable[[str], None]] = None):
+        self.in_flight: List[Measurement] = []
         self.device = device
         self.timing = timing
         self.compile_enabled = compile_enabled
@@ -514,8 +525,11 @@ class Runner:
         return out, unusable
 
     def run_case(self, case: Case) -> List[Measurement]:
+        """One case's measurements. While it runs, ``self.in_flight`` holds them (a run stopped by a signal
+        records what it has, the rest marked interrupted)."""
         dev = self.device
         results: List[Measurement] = []
+        self.in_flight = results
         backends, unusable = self.backends(case)
         for name, why in unusable.items():
             for p in case.passes:
@@ -563,7 +577,20 @@ class Runner:
             torch.cuda.empty_cache()
         order = {p: i for i, p in enumerate(case.passes)}
         results.sort(key=lambda m: order.get(m.pass_name, 99))  # stable: backend order within a pass
+        self.in_flight = []
         return results
+
+    def interrupted(self, case: Case, reason: str) -> List[Measurement]:
+        """The measurements of the case in flight when the run was stopped: those finished as they are, the
+        others ``interrupted`` (one per pass when none had started)."""
+        done = getattr(self, "in_flight", None) or []
+        self.in_flight = []
+        out = []
+        for m in done:
+            if m.status == "ok" and m.median_ms is None:
+                m.status, m.note = "interrupted", reason
+            out.append(m)
+        return out or [Measurement("eager", "", p, status="interrupted", note=reason) for p in case.passes]
 
     def _forwards(self, ctx: "_CaseContext", backend: str, impl: str, variant: Dict[str, Any]):
         """(timed forward, its tensors, error-check forward, its tensors)."""
@@ -577,10 +604,11 @@ class Runner:
         if backend == "compile":
             mode = self.compile_mode if case.compile_mode == "auto" else case.compile_mode
             fwd = torch.compile(_bind(case, "ref", variant), mode=mode, dynamic=False)
-            fwd_e = fwd
             if ctx.err_tensors is not ctx.tensors:
-                fwd_e = torch.compile(_bind(case, "ref", variant), mode=mode, dynamic=False)
-            return fwd, ctx.tensors, fwd_e, ctx.err_tensors
+                # A second compile for the error-check batch would cost as much as the first: compile runs
+                # ref, whose own error is the eager row's; its error is not checked.
+                return fwd, ctx.tensors, None, None
+            return fwd, ctx.tensors, fwd, ctx.err_tensors
         fwd = _bind(case, impl, variant)
         return fwd, ctx.tensors, fwd, ctx.err_tensors
 
@@ -619,13 +647,16 @@ class Runner:
                 res = fn()
                 synchronize(dev)
                 m.first_call_s = time.perf_counter() - t0
-                if case.check_error:
+                if case.check_error and fwd_e is None:
+                    m.note = "error not checked (torch.compile of ref at the error-check batch would compile twice)"
+                elif case.check_error:
                     if tens_e is not tens:
                         del res
                         res = make_pass(case, p, fwd_e, tens_e, ctx.err_cot, step_impl)()
                     ref = ctx.reference(p)
                     m.max_abs_err = max_abs_error(res, ref)
                     m.ref_max_abs = ref_scale(ref)
+                    m.ref_rms = ref_rms(ref)
                 del res
                 fns[k] = fn
             except Exception as exc:
@@ -725,13 +756,15 @@ def to_records(case, measurements: List[Measurement], preset: str, env: Dict[str
                   "median_ms": _round(m.median_ms), "iqr_ms": _round(m.iqr_ms), "reps": m.reps,
                   "speedup_vs_eager": _round(sp[i][0], 3), "speedup_vs_compile": _round(sp[i][1], 3),
                   "peak_mem_mb": _round(m.peak_mem_mb, 1), "max_abs_err": _sig(m.max_abs_err),
-                  "ref_max_abs": _sig(m.ref_max_abs), "first_call_s": _round(m.first_call_s, 3)})
+                  "ref_max_abs": _sig(m.ref_max_abs), "ref_rms": _sig(m.ref_rms),
+                  "first_call_s": _round(m.first_call_s, 3)})
         if m.status == "ok" and m.median_ms:
             nbytes = case.bytes_moved.get(m.pass_name)
             if nbytes:
                 r["gbps"] = _round(nbytes / (m.median_ms * 1e-3) / 1e9, 1)
             if case.items_per_call:
                 r["images_per_s"] = _round(case.items_per_call / (m.median_ms * 1e-3), 1)
+        r.update(case.record_fields.get(m.backend, {}))
         if m.error:
             r["error"] = m.error
         if m.note:

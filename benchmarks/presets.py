@@ -7,6 +7,9 @@
   a 256x256 G at batch 16 = 32 / pl_batch_shrink); float32 and, on GPU,
   float16 (bfloat16 at the 256 px layer).
 * ``biggan``: the spectral norm of every layer of a BigGAN-128 D (ch = 96).
+* ``stylegan3``: StyleGAN3-T 256 px: ``filtered_lrelu`` and the alias-free synthesis layer.
+* ``decisive``: the cases of the full-size presets that settle an open question on a GPU
+  (:data:`DECISIVE`, in that order); what ``benchmarks/gpu.sh`` measures first.
 
 Cases carry a priority (lower runs first) so that a run cut short by its time
 budget has measured the shapes the performance targets name.
@@ -18,7 +21,34 @@ from typing import List
 
 import torch
 
-PRESETS = ("ci", "stylegan2", "biggan")
+PRESETS = ("ci", "stylegan2", "biggan", "stylegan3", "decisive")
+
+# (case label, dtype), most decisive first: the synthesis layer's algorithm (cudnn + fused epilogue vs implicit
+# GEMM vs the composition), the second-order steps (R1, path length), spectral norm over every layer, the
+# elementwise and resampling kernels, this round's new kernels, the whole iteration, then float16.
+DECISIVE = [
+    ("modulated_conv2d_bias_act/conv1_256px", "float32"),
+    ("modulated_conv2d_bias_act/conv1_256px", "float16"),
+    ("r1_step/D256", "float32"),
+    ("path_length_step/G256", "float32"),
+    ("spectral_normalize/biggan128_D", "float32"),
+    ("bias_act/synth256", "float32"),
+    ("upfirdn2d/up2_128to256", "float32"),
+    ("filtered_lrelu/L11_278to276px_up2", "float32"),
+    ("minibatch_discrimination/N256", "float32"),
+    ("modulated_conv2d_bias_act/conv0_up_256px", "float32"),
+    ("stylegan2_iteration/256px", "float32"),
+    ("filtered_lrelu/L10_150to276px_up4", "float32"),
+    ("alias_free_layer/L11_278to276px_up2", "float32"),
+    ("r1_step/D256", "float16"),
+    ("path_length_step/G256", "float16"),
+    ("bias_act/synth256", "float16"),
+    ("upfirdn2d/up2_128to256", "float16"),
+    ("filtered_lrelu/L11_278to276px_up2", "float16"),
+    ("modulated_conv2d_bias_act/conv0_up_256px", "float16"),
+    ("bias_act/synth256", "bfloat16"),
+]
+DECISIVE_SOURCES = ("stylegan2", "stylegan3", "biggan")
 
 # StyleGAN2 config F
 SG2_BATCH = 32

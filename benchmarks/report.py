@@ -21,6 +21,36 @@ FAST = ("triton", "cpp")
 PEAK_GBPS = (("H200", 4800.0), ("H100 PCIe", 2000.0), ("H100", 3350.0), ("A100", 2039.0))
 
 
+# A row is wrong when its error against float64 exceeds ERROR_FACTOR times the eager ref's own error in the same
+# case, dtype and pass, plus FLOOR_EPS units of the dtype's rounding at the reference's scale: the rule of the
+# first-use self-test (gan_fast.self_test), applied to what a benchmark measured.
+ERROR_FACTOR = 8.0
+FLOOR_EPS = 16.0
+EPS = {"float32": 2.0 ** -23, "float64": 2.0 ** -52, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
+
+
+def judge_errors(records: List[Dict[str, Any]]) -> int:
+    """Marks ``r['wrong']`` (the reason) on every measured row whose error is out of bounds; returns how many.
+    A wrong row's speedups are never quoted (its time measured a different computation)."""
+    eager: Dict[Tuple, float] = {}
+    for r in records:
+        if r.get("backend") == "eager" and r.get("status") == "ok" and r.get("max_abs_err") is not None:
+            key = (r["op"], r["case"], r["dtype"], r.get("pass"))
+            eager[key] = min(eager.get(key, float("inf")), r["max_abs_err"])
+    wrong = 0
+    for r in records:
+        err = r.get("max_abs_err")
+        if r.get("status") != "ok" or err is None or r.get("backend") == "eager":
+            continue
+        base = eager.get((r["op"], r["case"], r["dtype"], r.get("pass")), 0.0)
+        bound = ERROR_FACTOR * base + FLOOR_EPS * EPS.get(r["dtype"], 2.0 ** -23) * (r.get("ref_max_abs") or 0.0)
+        if not err <= bound:  # NaN included
+            r["wrong"] = (f"error {err:.2g} against float64 exceeds {bound:.2g} ({ERROR_FACTOR:g} × eager's "
+                          f"{base:.2g} + floor)")
+            wrong += 1
+    return wrong
+
+
 def load(paths: List[str]) -> List[Dict[str, Any]]:
     runs = []
     for p in paths:
@@ -28,6 +58,7 @@ def load(paths: List[str]) -> List[Dict[str, Any]]:
             with open(p) as f:
                 d = json.load(f)
             d["_path"] = p
+            judge_errors(d["records"])
             runs.append(d)
         except (OSError, ValueError) as exc:
             print(f"skipping {p}: {exc}", file=sys.stderr)
@@ -36,13 +67,13 @@ def load(paths: List[str]) -> List[Dict[str, Any]]:
 
 def newest(runs: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
     """{device: [newest run of each preset on it]}."""
-    best: Dict[Tuple[str, str], Dict[str, Any]] = {}
+    best: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
     for r in runs:
-        key = (r["meta"]["device"], r["meta"]["preset"])
+        key = (r["meta"]["device"], r["meta"]["preset"], r["meta"].get("tag", ""))
         if key not in best or r["meta"]["created"] > best[key]["meta"]["created"]:
             best[key] = r
     out: Dict[str, List[Dict[str, Any]]] = {}
-    for (dev, _), r in sorted(best.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+    for (dev, _, _), r in sorted(best.items(), key=lambda kv: kv[0]):
         out.setdefault(dev, []).append(r)
     return out
 
@@ -62,7 +93,8 @@ def _err(v: Optional[float]) -> str:
 def run_table(run: Dict[str, Any]) -> List[str]:
     meta = run["meta"]
     cpu = meta["device_type"] != "cuda"
-    lines = [f"#### {_dev(meta['device'], cpu)} — preset `{meta['preset']}`, "
+    lines = [f"#### {_dev(meta['device'], cpu)} — preset `{meta['preset']}`"
+             f"{' (' + meta['tag'] + ')' if meta.get('tag') else ''}, "
              f"{meta['created'][:10]}, torch {meta['torch']}, triton {meta['triton']}, "
              f"commit {meta.get('git_commit')}", ""]
     src = run.get("_path", "?")
@@ -83,8 +115,12 @@ def run_table(run: Dict[str, Any]) -> List[str]:
         if r.get("status") == "skipped" and r.get("backend") is not None:
             continue
         be = (r.get("backend") or "—") + (f" [{r['variant']}]" if r.get("variant") else "")
+        if r.get("algorithm"):
+            be += f" ({r['algorithm']})"
         name = f"{r['op']} / {r['case']}"
-        if r.get("status") == "ok":
+        if r.get("wrong"):
+            row = [name, r["dtype"], r["pass"], be] + [f"**WRONG**: {r['wrong']}"] + [""] * (2 if cpu else 4)
+        elif r.get("status") == "ok":
             err = f"{_err(r.get('max_abs_err'))} ({_err(r.get('ref_max_abs'))})" if r.get("max_abs_err") is not None \
                 else "—"
             extra = f", {r['images_per_s']:.3g} img/s" if r.get("images_per_s") and not cpu else ""
@@ -109,7 +145,8 @@ def _fast_ok(records, op, pass_name, dtype=None, case_prefix=None):
     """{case/dtype: best fast-backend record} for an op and pass."""
     best: Dict[str, Dict[str, Any]] = {}
     for r in records:
-        if r["op"] != op or r.get("pass") != pass_name or r.get("backend") not in FAST or r.get("status") != "ok":
+        if r["op"] != op or r.get("pass") != pass_name or r.get("backend") not in FAST or r.get("status") != "ok" \
+                or r.get("wrong"):
             continue
         if dtype and r["dtype"] != dtype:
             continue
@@ -194,7 +231,39 @@ def targets(records: List[Dict[str, Any]], device: str, device_type: str) -> Lis
                     "not measured"))
     add("full StyleGAN2 iteration ≥ 1.3× eager", _fast_ok(records, "stylegan2_iteration", "iter"),
         "speedup_vs_eager", 1.3)
+    best = _fast_ok(records, "filtered_lrelu", "fwdbwd")
+    fl_eager = {(r["case"], r["dtype"]): r.get("peak_mem_mb") for r in records
+                if r["op"] == "filtered_lrelu" and r.get("pass") == "fwdbwd" and r["backend"] == "eager"
+                and r.get("status") == "ok"}
+    mems = [(r.get("peak_mem_mb") or 0) / fl_eager[(r["case"], r["dtype"])] for r in best.values()
+            if fl_eager.get((r["case"], r["dtype"]))]
+    add("filtered_lrelu fwd+bwd ≥ 3× eager", best, "speedup_vs_eager", 3.0,
+        f"; peak memory {max(mems):.2f}× eager (goal ≤ 0.5×)" if mems else "")
+    out.append(synthesis_layer_decision(records))
     return out
+
+
+def synthesis_layer_decision(records: List[Dict[str, Any]]) -> Tuple[str, str, str]:
+    """Which algorithm of modulated_conv2d_bias_act (DEFAULT_ALGORITHM) the fwd+bwd times at the largest layer
+    favour: the default triton row (cuDNN + fused epilogue) against triton:implicit_gemm, float32 first."""
+    title = "synthesis layer algorithm (cudnn vs implicit_gemm), fwd+bwd"
+    ms = {}
+    for r in records:
+        if r["op"] == "modulated_conv2d_bias_act" and r.get("pass") == "fwdbwd" and r.get("status") == "ok" \
+                and not r.get("wrong") and r["case"].startswith("conv1_"):
+            alg = r.get("algorithm") or ("implicit_gemm" if r["backend"] == "triton:implicit_gemm" else None)
+            if alg and r["backend"] in ("triton", "triton:implicit_gemm"):
+                ms.setdefault((r["case"], r["dtype"]), {})[alg] = r["median_ms"]
+    pairs = {k: v for k, v in ms.items() if len(v) == 2}
+    if not pairs:
+        return title, "not both measured (or one was wrong)", "not measured"
+    parts, wins = [], 0
+    for (case, dtype), v in sorted(pairs.items()):
+        ratio = v["cudnn"] / v["implicit_gemm"]
+        wins += ratio > 1
+        parts.append(f"{case} {dtype}: implicit_gemm {ratio:.2f}× cudnn")
+    verdict = "implicit_gemm faster" if wins == len(pairs) else "cudnn faster or mixed"
+    return title, "; ".join(parts), verdict
 
 
 def render(runs: List[Dict[str, Any]]) -> str:
