@@ -2,9 +2,9 @@
 
 StyleGAN2-ADA / StyleGAN3 (``torch_utils.ops``)::
 
-    from torch_utils.ops import bias_act, conv2d_gradfix, conv2d_resample, fma, grid_sample_gradfix, upfirdn2d
+    from torch_utils.ops import bias_act, conv2d_gradfix, conv2d_resample, filtered_lrelu, fma, grid_sample_gradfix, upfirdn2d
     # becomes
-    from gan_fast.compat import bias_act, conv2d_gradfix, conv2d_resample, fma, grid_sample_gradfix, upfirdn2d
+    from gan_fast.compat import bias_act, conv2d_gradfix, conv2d_resample, filtered_lrelu, fma, grid_sample_gradfix, upfirdn2d
 
 ``bias_act.bias_act(x, b, act='lrelu')``, ``bias_act.activation_funcs[act].def_gain``,
 ``upfirdn2d.setup_filter(...)``, ``with conv2d_gradfix.no_weight_gradients(): ...``,
@@ -32,9 +32,6 @@ def auto_impl(impl: Optional[str]) -> Optional[str]:
     return impl
 
 
-from . import bias_act, conv2d_gradfix, conv2d_resample, fma, grid_sample_gradfix, upfirdn2d  # noqa: E402
+from . import bias_act, conv2d_gradfix, conv2d_resample, filtered_lrelu, fma, grid_sample_gradfix, upfirdn2d  # noqa: E402,E501
 
-# --- filtered_lrelu (StyleGAN3): added here by the lead as `from . import filtered_lrelu` -------------------
-
-__all__ = ["bias_act", "conv2d_gradfix", "conv2d_resample", "fma", "grid_sample_gradfix", "upfirdn2d"]
-# --- and "filtered_lrelu" appended to __all__ -------------------------------------------------------------
+__all__ = ["bias_act", "conv2d_gradfix", "conv2d_resample", "filtered_lrelu", "fma", "grid_sample_gradfix", "upfirdn2d"]

@@ -14,7 +14,8 @@ from typing import Optional
 
 import torch
 
-from ..ops import filtered_lrelu as _op
+from ..ops.filtered_lrelu import FACTORS, validate
+from ..ops.filtered_lrelu import filtered_lrelu as _filtered_lrelu
 from ..reference import filtered_lrelu as _reference
 
 __all__ = ["filtered_lrelu"]
@@ -30,7 +31,7 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
     impl: 'cuda' or None (automatic), 'ref', or a gan_fast backend name ('triton').
     """
     impl = None if impl == "cuda" else impl
-    if isinstance(up, int) and isinstance(down, int) and (up not in _op.FACTORS or down not in _op.FACTORS):
-        args = _op.validate(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, any_factor=True)
+    if isinstance(up, int) and isinstance(down, int) and (up not in FACTORS or down not in FACTORS):
+        args = validate(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, any_factor=True)
         return _reference.filtered_lrelu(x, *args)
-    return _op.filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, impl=impl)
+    return _filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, impl=impl)

@@ -3,7 +3,9 @@
 
 from ..conv2d_gradfix import conv2d, conv_transpose2d, no_weight_gradients
 from .bias_act import bias_act
+from .filtered_lrelu import filtered_lrelu
 from .gradient_norm_penalty import gradient_norm_penalty
+from .minibatch_discrimination import minibatch_discrimination
 from .modulated_conv2d import modulated_conv2d
 from .modulated_conv2d_bias_act import modulated_conv2d_bias_act
 from .power_iteration import power_iteration
@@ -19,6 +21,8 @@ __all__ = [
     "filter2d",
     "modulated_conv2d",
     "modulated_conv2d_bias_act",
+    "filtered_lrelu",
+    "minibatch_discrimination",
     "power_iteration",
     "spectral_normalize",
     "gradient_norm_penalty",

@@ -7,12 +7,14 @@
   :func:`approximate_r1`, :func:`approximate_r2`.
 * StyleGAN2 path length regularisation: :class:`PathLengthPenalty`.
 * Lazy regularisation schedule and Adam adjustment: :class:`LazyRegularization`.
+* WGAN weight clipping: :func:`clip_weights_`.
 
 Penalties are returned without their weight (gamma/2, lambda, pl_weight): the
 caller multiplies.
 """
 
 from .approximate import approximate_gradient_penalty, approximate_r1, approximate_r2
+from .clipping import clip_weights_
 from .gradient_penalty import gradient_penalty, r1_penalty, r2_penalty, wgan_gp
 from .lazy import LazyRegularization
 from .path_length import PathLengthPenalty
@@ -27,4 +29,5 @@ __all__ = [
     "approximate_r2",
     "PathLengthPenalty",
     "LazyRegularization",
+    "clip_weights_",
 ]
