@@ -50,4 +50,4 @@ __all__ = ["OP_MODULES"]
 
 OP_MODULES = ("bench_bias_act", "bench_upfirdn2d", "bench_modulated_conv2d", "bench_modulated_conv2d_bias_act",
               "bench_filtered_lrelu", "bench_alias_free", "bench_minibatch_discrimination",
-              "bench_spectral_norm", "bench_gradient_penalty", "bench_path_length", "bench_e2e")
+              "bench_spectral_norm", "bench_gradient_penalty", "bench_path_length", "bench_e2e", "bench_overhead")

@@ -25,7 +25,8 @@ PRESETS = ("ci", "stylegan2", "biggan", "stylegan3", "decisive")
 
 # (case label, dtype), most decisive first: the synthesis layer's algorithm (cudnn + fused epilogue vs implicit
 # GEMM vs the composition), the second-order steps (R1, path length), spectral norm over every layer, the
-# elementwise and resampling kernels, this round's new kernels, the whole iteration, then float16.
+# elementwise and resampling kernels, this round's new kernels, the whole iteration, float16, then the host overhead
+# of every op at a tiny shape (where the GPU's small layers are decided).
 DECISIVE = [
     ("modulated_conv2d_bias_act/conv1_256px", "float32"),
     ("modulated_conv2d_bias_act/conv1_256px", "float16"),
@@ -47,7 +48,9 @@ DECISIVE = [
     ("filtered_lrelu/L11_278to276px_up2", "float16"),
     ("modulated_conv2d_bias_act/conv0_up_256px", "float16"),
     ("bias_act/synth256", "bfloat16"),
-]
+] + [(f"overhead/{op}", "float32") for op in (
+    "bias_act", "upsample2d", "downsample2d", "modulated_conv2d", "modulated_conv2d_bias_act", "power_iteration",
+    "spectral_normalize", "gradient_norm_penalty", "filtered_lrelu", "minibatch_discrimination")]
 DECISIVE_SOURCES = ("stylegan2", "stylegan3", "biggan")
 
 # StyleGAN2 config F

@@ -178,6 +178,7 @@ def targets(records: List[Dict[str, Any]], device: str, device_type: str) -> Lis
         out.append((target, f"worst of {len(best)} shapes: {v:.2f}× ({where}){extra}",
                     "met" if v >= threshold else "missed"))
 
+    out.append(host_overhead(records))
     if device_type != "cuda":
         best = _fast_ok(records, "bias_act", "fwdbwd", "float32", "8x256x32x32")
         best = {k: r for k, r in best.items() if r["backend"] == "cpp"}
@@ -241,6 +242,22 @@ def targets(records: List[Dict[str, Any]], device: str, device_type: str) -> Lis
         f"; peak memory {max(mems):.2f}× eager (goal ≤ 0.5×)" if mems else "")
     out.append(synthesis_layer_decision(records))
     return out
+
+
+def host_overhead(records: List[Dict[str, Any]]) -> Tuple[str, str, str]:
+    """Issue 18's goal: at a tiny shape, chain / gan_fast (fwd+bwd) >= 0.8 for every op (overhead/<op> cases)."""
+    title = "host overhead: chain / gan_fast ≥ 0.8 fwd+bwd at a tiny shape, every op"
+    rows = {r["case"]: r.get("speedup_vs_eager") for r in records
+            if r["op"] == "overhead" and r.get("pass") == "fwdbwd" and r.get("backend") == "gan_fast"
+            and r.get("status") == "ok" and not r.get("wrong")}
+    rows = {k: v for k, v in rows.items() if v is not None}
+    if not rows:
+        return title, "not measured", "not measured"
+    worst = min(rows, key=rows.get)
+    below = sorted(k for k, v in rows.items() if v < 0.8)
+    where = f"worst of {len(rows)} ops: {rows[worst]:.2f} ({worst})" + (f"; below 0.8: {', '.join(below)}"
+                                                                          if below else "")
+    return title, where, "met" if not below else "missed"
 
 
 def synthesis_layer_decision(records: List[Dict[str, Any]]) -> Tuple[str, str, str]:
