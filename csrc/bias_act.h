@@ -13,12 +13,14 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
 #include <c10/macros/Macros.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <tuple>
 
 namespace gan_fast {
 
@@ -42,17 +44,19 @@ constexpr double kSoftplusThreshold = 20.0;
 // Elementary functions. CUDA device code and double use the standard ones
 // (exact to the last bit or two). Float on the CPU uses branch-free versions
 // that the compiler vectorises (Cephes-style range reduction and polynomials,
-// about 2 ulp); they are used only where their one liberty is harmless: exp
-// saturates at exp(88) ~ 1.7e38 above x = 88 and at ~1e-38 below x = -87.3.
+// about 2 ulp) and that are right over the whole float range: exp is +inf above
+// x ~ 88.72, gives correctly scaled subnormals down to x ~ -103.3 and 0 below,
+// and keeps NaN.
 namespace fm {
 
 #if !defined(__CUDA_ARCH__)
-inline float exp_sat(float x) {
+inline float exp_full(float x) {
   // Selects that keep NaN (a NaN then flows through the arithmetic to the result).
-  const float xc0 = x < -87.33f ? -87.33f : x;
-  const float xc = xc0 > 88.0f ? 88.0f : xc0;
-  const float t = xc * 1.44269504088896341f;
-  const int n = static_cast<int>(t + (t >= 0.0f ? 0.5f : -0.5f));
+  const float xc0 = x < -104.0f ? -104.0f : x;
+  const float xc = xc0 > 89.0f ? 89.0f : xc0;  // exp(89) overflows: the scaling below gives +inf
+  const float xs = xc != xc ? 0.0f : xc;       // NaN: n stays defined (the result is NaN through r)
+  const float t = xs * 1.44269504088896341f;
+  const int n = static_cast<int>(t + (t >= 0.0f ? 0.5f : -0.5f));  // in [-150, 128]
   const float fn = static_cast<float>(n);
   const float r = (xc - fn * 0.693359375f) - fn * -2.12194440e-4f;
   float p = 1.9875691500e-4f;
@@ -62,24 +66,30 @@ inline float exp_sat(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   const float y = p * (r * r) + r + 1.0f;
-  const int bits = (n + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return y * scale;
+  // 2^n as two normal powers of two (n alone would leave the exponent field below 1 or above 254),
+  // so the result underflows to subnormals and 0, and overflows to inf, as the true exp does.
+  const int n1 = n >> 1;
+  const int n2 = n - n1;
+  const int bits1 = (n1 + 127) << 23;
+  const int bits2 = (n2 + 127) << 23;
+  float s1, s2;
+  std::memcpy(&s1, &bits1, sizeof(s1));
+  std::memcpy(&s2, &bits2, sizeof(s2));
+  return (y * s1) * s2;
 }
 
-inline float expm1_sat(float x) {
+inline float expm1_full(float x) {
   // |x| < 0.5: Taylor series to x^8 / 8! (relative error < 1e-8); else exp(x) - 1.
   const float p =
       x * (1.0f + x * (0.5f + x * (1.0f / 6 + x * (1.0f / 24 + x * (1.0f / 120 + x * (1.0f / 720 +
       x * (1.0f / 5040 + x * (1.0f / 40320))))))));
-  const float e = exp_sat(x) - 1.0f;
+  const float e = exp_full(x) - 1.0f;
   return std::fabs(x) < 0.5f ? p : e;  // NaN: e is NaN
 }
 
-inline float tanh_sat(float x) {
+inline float tanh_full(float x) {
   const float a = std::fabs(x);
-  const float big = 1.0f - 2.0f / (exp_sat(2.0f * a) + 1.0f);
+  const float big = 1.0f - 2.0f / (exp_full(2.0f * a) + 1.0f);  // exp = inf for a > 44: 1
   const float z = x * x;
   const float small =
       x + x * z * ((((-5.70498872745e-3f * z + 2.06390887954e-2f) * z - 5.37397155531e-2f) * z +
@@ -88,9 +98,9 @@ inline float tanh_sat(float x) {
   return a > 0.625f ? signed_big : small;  // NaN: small is NaN
 }
 
-inline float exp(float x) { return exp_sat(x); }
-inline float expm1(float x) { return expm1_sat(x); }
-inline float tanh(float x) { return tanh_sat(x); }
+inline float exp(float x) { return exp_full(x); }
+inline float expm1(float x) { return expm1_full(x); }
+inline float tanh(float x) { return tanh_full(x); }
 #else
 __device__ inline float exp(float x) { return ::expf(x); }
 __device__ inline float expm1(float x) { return ::expm1f(x); }
@@ -101,6 +111,22 @@ C10_HOST_DEVICE inline double expm1(double x) { return ::expm1(x); }
 C10_HOST_DEVICE inline double tanh(double x) { return ::tanh(x); }
 
 }  // namespace fm
+
+// sigmoid(v) and 1 - sigmoid(v) = sigmoid(-v), each accurate (no cancellation) and right at the
+// extremes: from e = exp(-|v|) in (0, 1], never an overflowing exp. sigmoid(-inf) = 0, sigmoid(inf) = 1,
+// NaN stays NaN.
+template <typename T>
+struct Sigmoid2 {
+  T s, sn;
+  C10_HOST_DEVICE inline explicit Sigmoid2(T v) {
+    const T e = fm::exp(v < T(0) ? v : -v);  // exp(-|v|); NaN: NaN
+    const T r = T(1) / (T(1) + e);
+    const T er = e * r;
+    const bool pos = v >= T(0);
+    s = pos ? r : er;
+    sn = pos ? er : r;
+  }
+};
 
 template <int A, typename T>
 struct Act;
@@ -141,29 +167,25 @@ struct Act<kTanh, T> {
 };
 
 template <typename T>
-C10_HOST_DEVICE inline T sigmoid(T v) {
-  return T(1) / (T(1) + fm::exp(-v));
-}
-
-template <typename T>
 struct Act<kSigmoid, T> {
-  static C10_HOST_DEVICE inline T f(T v, T) { return sigmoid(v); }
+  static C10_HOST_DEVICE inline T f(T v, T) { return Sigmoid2<T>(v).s; }
   static C10_HOST_DEVICE inline T d1(T v, T) {
-    T s = sigmoid(v);
-    return s * (T(1) - s);
+    const Sigmoid2<T> q(v);
+    return q.s * q.sn;
   }
   static C10_HOST_DEVICE inline T d2(T v, T) {
-    T s = sigmoid(v);
-    return s * (T(1) - s) * (T(1) - T(2) * s);
+    const Sigmoid2<T> q(v);
+    return q.s * q.sn * (q.sn - q.s);
   }
 };
 
 template <typename T>
 struct Act<kElu, T> {
-  // Conditions written as PyTorch's elu kernels write them (v <= 0), so NaN takes the same branch.
+  // Conditions written as PyTorch writes them (f, f': v <= 0; its double backward: v < 0), so NaN
+  // and 0 take the same branches as autograd on the reference.
   static C10_HOST_DEVICE inline T f(T v, T a) { return v <= T(0) ? fm::expm1(v) * a : v; }
   static C10_HOST_DEVICE inline T d1(T v, T a) { return v <= T(0) ? a * fm::exp(v) : T(1); }
-  static C10_HOST_DEVICE inline T d2(T v, T a) { return v <= T(0) ? a * fm::exp(v) : T(0); }
+  static C10_HOST_DEVICE inline T d2(T v, T a) { return v < T(0) ? a * fm::exp(v) : T(0); }
 };
 
 template <typename T>
@@ -175,35 +197,34 @@ struct Act<kSelu, T> {
     return v <= T(0) ? T(kSeluAlpha * kSeluScale) * fm::exp(v) : T(kSeluScale);
   }
   static C10_HOST_DEVICE inline T d2(T v, T) {
-    return v <= T(0) ? T(kSeluAlpha * kSeluScale) * fm::exp(v) : T(0);
+    return v < T(0) ? T(kSeluAlpha * kSeluScale) * fm::exp(v) : T(0);
   }
 };
 
 template <typename T>
 struct Act<kSoftplus, T> {
+  // Linear above the threshold as F.softplus; its double backward is 0 from the threshold on (NaN: NaN).
   static C10_HOST_DEVICE inline T f(T v, T) {
     return v > T(kSoftplusThreshold) ? v : std::log1p(fm::exp(v));
   }
-  static C10_HOST_DEVICE inline T d1(T v, T) {
-    const T z = fm::exp(v);
-    return v > T(kSoftplusThreshold) ? T(1) : z / (z + T(1));
-  }
+  static C10_HOST_DEVICE inline T d1(T v, T) { return v > T(kSoftplusThreshold) ? T(1) : Sigmoid2<T>(v).s; }
   static C10_HOST_DEVICE inline T d2(T v, T) {
-    const T z = fm::exp(v);
-    return v > T(kSoftplusThreshold) ? T(0) : z / ((z + T(1)) * (z + T(1)));
+    const Sigmoid2<T> q(v);
+    return v >= T(kSoftplusThreshold) ? T(0) : q.s * q.sn;
   }
 };
 
 template <typename T>
 struct Act<kSwish, T> {
-  static C10_HOST_DEVICE inline T f(T v, T) { return sigmoid(v) * v; }
+  // v * sigmoid(v): 0 * -inf = NaN at -inf, as the reference (and F.silu).
+  static C10_HOST_DEVICE inline T f(T v, T) { return Sigmoid2<T>(v).s * v; }
   static C10_HOST_DEVICE inline T d1(T v, T) {
-    T s = sigmoid(v);
-    return s * (T(1) + v * (T(1) - s));
+    const Sigmoid2<T> q(v);
+    return q.s * (T(1) + v * q.sn);
   }
   static C10_HOST_DEVICE inline T d2(T v, T) {
-    T s = sigmoid(v);
-    return s * (T(1) - s) * (T(2) + v * (T(1) - T(2) * s));
+    const Sigmoid2<T> q(v);
+    return q.s * q.sn * (T(2) + v * (q.sn - q.s));
   }
 };
 
@@ -350,7 +371,42 @@ at::Tensor bias_act_grad2_with(const at::Tensor& ddx, const at::Tensor& dy, cons
   return out;
 }
 
-// Kernel entry points (the schema is in ops.cpp). `b` may be empty (no bias).
+// The gradient kernels with the bias gradient folded in: (out, db), db[c] = out summed over every element of
+// channel c, in x's dtype (accumulated in float32, or float64 for double). `Launch::launch_db<M>(x, b, g, gg,
+// out, db, act, alpha, gain, clamp, C, stride_c)` writes both; b must have C entries.
+inline at::Tensor empty_db(const BiasActOperands& o, const at::Tensor& b, int64_t C) {
+  TORCH_CHECK(b.dim() == 1 && b.numel() == C, "gan_fast::bias_act: the bias gradient needs b with C = ", C,
+              " entries, got shape ", b.sizes());
+  return at::empty({C}, o.x.options().memory_format(at::MemoryFormat::Contiguous));
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor> bias_act_grad_db_with(const at::Tensor& dy, const at::Tensor& x,
+                                                         const at::Tensor& b, int64_t act, double alpha,
+                                                         double gain, double clamp, int64_t C, int64_t inner) {
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor db = empty_db(o, b, C);
+  at::Tensor g = like_x(dy, o.x, "dy");
+  at::Tensor dx = at::empty_like(o.x);
+  Launch::template launch_db<kGrad>(o.x, o.b, g, at::Tensor(), dx, db, act, alpha, gain, clamp, C, o.stride_c);
+  return {dx, db};
+}
+
+template <typename Launch>
+std::tuple<at::Tensor, at::Tensor> bias_act_grad2_db_with(const at::Tensor& ddx, const at::Tensor& dy,
+                                                          const at::Tensor& x, const at::Tensor& b, int64_t act,
+                                                          double alpha, double gain, double clamp, int64_t C,
+                                                          int64_t inner) {
+  const BiasActOperands o = prepare_bias_act(x, b, C, inner);
+  at::Tensor db = empty_db(o, b, C);
+  at::Tensor g = like_x(dy, o.x, "dy");
+  at::Tensor gg = like_x(ddx, o.x, "ddx");
+  at::Tensor out = at::empty_like(o.x);
+  Launch::template launch_db<kGrad2>(o.x, o.b, g, gg, out, db, act, alpha, gain, clamp, C, o.stride_c);
+  return {out, db};
+}
+
+// Kernel entry points (the schema is in ops.cpp). `b` may be empty (no bias), except for the *_db kernels.
 at::Tensor bias_act_fwd_cpu(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
                             double clamp, int64_t C, int64_t inner);
 at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
@@ -358,6 +414,13 @@ at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const at
 at::Tensor bias_act_grad2_cpu(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
                               const at::Tensor& b, int64_t act, double alpha, double gain, double clamp, int64_t C,
                               int64_t inner);
+std::tuple<at::Tensor, at::Tensor> bias_act_grad_db_cpu(const at::Tensor& dy, const at::Tensor& x,
+                                                        const at::Tensor& b, int64_t act, double alpha, double gain,
+                                                        double clamp, int64_t C, int64_t inner);
+std::tuple<at::Tensor, at::Tensor> bias_act_grad2_db_cpu(const at::Tensor& ddx, const at::Tensor& dy,
+                                                         const at::Tensor& x, const at::Tensor& b, int64_t act,
+                                                         double alpha, double gain, double clamp, int64_t C,
+                                                         int64_t inner);
 #ifdef GAN_FAST_WITH_CUDA
 at::Tensor bias_act_fwd_cuda(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
                              double clamp, int64_t C, int64_t inner);
@@ -366,6 +429,13 @@ at::Tensor bias_act_grad_cuda(const at::Tensor& dy, const at::Tensor& x, const a
 at::Tensor bias_act_grad2_cuda(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
                                const at::Tensor& b, int64_t act, double alpha, double gain, double clamp,
                                int64_t C, int64_t inner);
+std::tuple<at::Tensor, at::Tensor> bias_act_grad_db_cuda(const at::Tensor& dy, const at::Tensor& x,
+                                                         const at::Tensor& b, int64_t act, double alpha, double gain,
+                                                         double clamp, int64_t C, int64_t inner);
+std::tuple<at::Tensor, at::Tensor> bias_act_grad2_db_cuda(const at::Tensor& ddx, const at::Tensor& dy,
+                                                          const at::Tensor& x, const at::Tensor& b, int64_t act,
+                                                          double alpha, double gain, double clamp, int64_t C,
+                                                          int64_t inner);
 #endif
 
 }  // namespace gan_fast

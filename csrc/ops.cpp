@@ -61,6 +61,12 @@ TORCH_LIBRARY(gan_fast, m) {
       "bias_act_grad2(Tensor ddx, Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float clamp, "
       "int C, int inner) -> Tensor");
   m.def(
+      "bias_act_grad_db(Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float clamp, int C, "
+      "int inner) -> (Tensor, Tensor)");
+  m.def(
+      "bias_act_grad2_db(Tensor ddx, Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, "
+      "float clamp, int C, int inner) -> (Tensor, Tensor)");
+  m.def(
       "upfirdn2d_fwd(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int px0, int px1, int py0, "
       "int py1, bool flip_filter, float gain) -> Tensor");
 }
@@ -69,6 +75,8 @@ TORCH_LIBRARY_IMPL(gan_fast, CPU, m) {
   m.impl("bias_act_fwd", &gan_fast::bias_act_fwd_cpu);
   m.impl("bias_act_grad", &gan_fast::bias_act_grad_cpu);
   m.impl("bias_act_grad2", &gan_fast::bias_act_grad2_cpu);
+  m.impl("bias_act_grad_db", &gan_fast::bias_act_grad_db_cpu);
+  m.impl("bias_act_grad2_db", &gan_fast::bias_act_grad2_db_cpu);
   m.impl("upfirdn2d_fwd", &gan_fast::upfirdn2d_fwd_cpu);
 }
 
@@ -77,6 +85,8 @@ TORCH_LIBRARY_IMPL(gan_fast, CUDA, m) {
   m.impl("bias_act_fwd", &gan_fast::bias_act_fwd_cuda);
   m.impl("bias_act_grad", &gan_fast::bias_act_grad_cuda);
   m.impl("bias_act_grad2", &gan_fast::bias_act_grad2_cuda);
+  m.impl("bias_act_grad_db", &gan_fast::bias_act_grad_db_cuda);
+  m.impl("bias_act_grad2_db", &gan_fast::bias_act_grad2_db_cuda);
   m.impl("upfirdn2d_fwd", &gan_fast::upfirdn2d_fwd_cuda);
 }
 #endif

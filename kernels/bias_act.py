@@ -42,7 +42,8 @@ import triton.language as tl
 
 from ._common import device_guard, is_dense, split_f64
 
-__all__ = ["bias_act_fwd", "bias_act_grad", "bias_act_grad2", "ACT_CODES"]
+__all__ = ["bias_act_fwd", "bias_act_grad", "bias_act_grad2", "bias_act_grad_db", "bias_act_grad2_db",
+           "ACT_CODES"]
 
 # Must match gan_fast/activations.py (the codes the C++ kernels use too).
 ACT_CODES = {"linear": 0, "relu": 1, "lrelu": 2, "tanh": 3, "sigmoid": 4, "elu": 5, "selu": 6, "softplus": 7,
@@ -108,10 +109,14 @@ def _log1p_unit(u, F64: tl.constexpr):
 
 
 @triton.jit
-def _sigmoid(z):
+def _sigmoid2(z):
+    """(sigmoid(z), sigmoid(-z) = 1 - sigmoid(z)), each without cancellation and never from an overflowing exp:
+    0 and 1 at -inf and inf, NaN for NaN."""
     e = tl.exp(-tl.abs(z))
     r = 1.0 / (1.0 + e)
-    return tl.where(z >= 0, r, e * r)
+    er = e * r
+    pos = z >= 0
+    return tl.where(pos, r, er), tl.where(pos, er, r)
 
 
 @triton.jit
@@ -142,9 +147,9 @@ def _act(z, alpha, ACT: tl.constexpr, F64: tl.constexpr):
         d1 = 1.0 - y * y
         d2 = -2.0 * y * d1
     elif ACT == 4:  # sigmoid
-        y = _sigmoid(z)
-        d1 = y * (1.0 - y)
-        d2 = d1 * (1.0 - 2.0 * y)
+        y, sn = _sigmoid2(z)
+        d1 = y * sn
+        d2 = d1 * (sn - y)
     elif ACT == 5:  # elu; branch on z <= 0 so NaN takes the identity branch's gradient, as PyTorch
         neg = z <= 0
         zn = tl.where(neg, z, zero)
@@ -159,18 +164,18 @@ def _act(z, alpha, ACT: tl.constexpr, F64: tl.constexpr):
         y = tl.where(neg, _expm1(zn, F64) * (_SELU_ALPHA * _SELU_SCALE), z * _SELU_SCALE)
         d1 = tl.where(neg, e, one * _SELU_SCALE)
         d2 = tl.where(z < 0, e, zero)
-    elif ACT == 7:  # softplus (beta 1, threshold 20, as F.softplus)
+    elif ACT == 7:  # softplus (beta 1, threshold 20, as F.softplus; its double backward is 0 from 20 on, NaN: NaN)
         lin = z > _SOFTPLUS_THRESHOLD
         sp = tl.maximum(z, zero) + _log1p_unit(tl.exp(-tl.abs(z)), F64)
         y = tl.where(lin, z, sp)
-        s = _sigmoid(z)
+        s, sn = _sigmoid2(z)
         d1 = tl.where(lin, one, s)
-        d2 = tl.where(z < _SOFTPLUS_THRESHOLD, s * (1.0 - s), zero)
-    else:  # swish: z * sigmoid(z)
-        s = _sigmoid(z)
+        d2 = tl.where(z >= _SOFTPLUS_THRESHOLD, zero, s * sn)
+    else:  # swish: z * sigmoid(z) (NaN at -inf: 0 * -inf, as the reference and F.silu)
+        s, sn = _sigmoid2(z)
         y = z * s
-        d1 = s * (1.0 + z * (1.0 - s))
-        d2 = s * (1.0 - s) * (2.0 + z * (1.0 - 2.0 * s))
+        d1 = s * (1.0 + z * sn)
+        d2 = s * sn * (2.0 + z * (sn - s))
     return y, d1, d2
 
 
@@ -179,6 +184,37 @@ def _clamp_keep_nan(y, c):
     """torch.clamp(y, -c, c): NaN stays NaN (tl.minimum/maximum would return -c; tl.clamp's
     PropagateNan.ALL does not lower for float64 on NVIDIA GPUs)."""
     return tl.where(y != y, y, tl.minimum(tl.maximum(y, -c), c))
+
+
+@triton.jit
+def _element(z, dy, ddx, alpha, gain, clamp, ACT: tl.constexpr, MODE: tl.constexpr, HAS_CLAMP: tl.constexpr,
+             F64: tl.constexpr):
+    """y (MODE 0), dx (1) or d_x (2) of the pre-activation z (module docstring)."""
+    y, d1, d2 = _act(z, alpha, ACT, F64)
+    y = y * gain
+    if MODE == 0:
+        out = y
+        if HAS_CLAMP:
+            out = _clamp_keep_nan(y, clamp)
+    else:
+        if MODE == 1:
+            out = dy * (d1 * gain)
+        else:
+            out = ddx * dy * (d2 * gain)
+        if HAS_CLAMP:
+            out = tl.where((y >= -clamp) & (y <= clamp), out, 0.0)
+    return out
+
+
+@triton.jit
+def _f64_scalars(alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo, F64: tl.constexpr):
+    """The scalars in the compute dtype: float64 ones arrive as float32 pairs hi + lo."""
+    if F64:
+        zero = tl.zeros([1], tl.float64)
+        alpha = (zero + alpha) + alpha_lo
+        gain = (zero + gain) + gain_lo
+        clamp = (zero + clamp) + clamp_lo
+    return alpha, gain, clamp
 
 
 @triton.jit
@@ -197,41 +233,95 @@ def _bias_act_kernel(x_ptr, b_ptr, dy_ptr, ddx_ptr, out_ptr, n, C, stride_c, alp
     else:
         cdt = tl.float32
     z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(cdt)
-    if F64:  # the float64 scalars arrive as float32 pairs hi + lo
-        zero = tl.zeros([BLOCK], tl.float64)
-        alpha = (zero + alpha) + alpha_lo
-        gain = (zero + gain) + gain_lo
-        clamp = (zero + clamp) + clamp_lo
+    alpha, gain, clamp = _f64_scalars(alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo, F64)
     if HAS_BIAS:
         ch = (offs // stride_c) % C
         z = z + tl.load(b_ptr + ch, mask=mask, other=0.0).to(cdt)
-    y, d1, d2 = _act(z, alpha, ACT, F64)
-    g = gain
-    y = y * g
-    if MODE == 0:
-        if HAS_CLAMP:
-            c = clamp
-            y = _clamp_keep_nan(y, c)
-        out = y
-    else:
+    dy = z
+    ddx = z
+    if MODE != 0:
         dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(cdt)
-        if MODE == 1:
-            out = dy * (d1 * g)
-        else:
-            ddx = tl.load(ddx_ptr + offs, mask=mask, other=0.0).to(cdt)
-            out = ddx * dy * (d2 * g)
-        if HAS_CLAMP:
-            c = clamp
-            out = tl.where((y >= -c) & (y <= c), out, 0.0)
+    if MODE == 2:
+        ddx = tl.load(ddx_ptr + offs, mask=mask, other=0.0).to(cdt)
+    out = _element(z, dy, ddx, alpha, gain, clamp, ACT, MODE, HAS_CLAMP, F64)
     tl.store(out_ptr + offs, out.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def _bias_act_db_kernel(x_ptr, b_ptr, dy_ptr, ddx_ptr, out_ptr, part_ptr, n, NR, NW, n_wb, C, S, alpha, gain, clamp,
+                        alpha_lo, gain_lo, clamp_lo,
+                        ACT: tl.constexpr, MODE: tl.constexpr, HAS_CLAMP: tl.constexpr, COLUMNS: tl.constexpr,
+                        INT64: tl.constexpr, F64: tl.constexpr, BLOCK_R: tl.constexpr, BLOCK_W: tl.constexpr):
+    """dx (MODE 1) or d_x (MODE 2) and its per-program, per-channel partial sums (the bias gradient's).
+
+    Memory is the matrix [NR, NW] (row-major, the last row may be short: offsets >= n are outside), cut into
+    tiles [BLOCK_R, BLOCK_W]; program pid is tile (pid // n_wb, pid % n_wb).
+    COLUMNS: rows of NW = m * C * S elements, the channel of column q is (q // S) % C; the tile's column sums
+        go to part[tile row, q] (part is [cdiv(NR, BLOCK_R), NW]).
+    else (runs): rows are runs of one channel ([O * C, S]), the channel of row r is r % C; the tile's row sums
+        go to part[r, tile column] (part is [NR, n_wb]).
+    Sums are of the stored (rounded) values, in the compute dtype, in the fixed order of tl.sum.
+    """
+    pid = tl.program_id(0)
+    pr = pid // n_wb
+    pw = pid % n_wb
+    rows = pr * BLOCK_R + tl.arange(0, BLOCK_R)
+    cols = pw * BLOCK_W + tl.arange(0, BLOCK_W)
+    if INT64:
+        rows = rows.to(tl.int64)
+        cols = cols.to(tl.int64)
+    offs = rows[:, None] * NW + cols[None, :]
+    mask = (rows[:, None] < NR) & (cols[None, :] < NW) & (offs < n)
+    if F64:
+        cdt = tl.float64
+    else:
+        cdt = tl.float32
+    alpha, gain, clamp = _f64_scalars(alpha, gain, clamp, alpha_lo, gain_lo, clamp_lo, F64)
+    if COLUMNS:
+        bias = tl.load(b_ptr + (cols // S) % C, mask=cols < NW, other=0.0).to(cdt)[None, :]
+    else:
+        bias = tl.load(b_ptr + rows % C, mask=rows < NR, other=0.0).to(cdt)[:, None]
+    z = tl.load(x_ptr + offs, mask=mask, other=0.0).to(cdt) + bias
+    dy = tl.load(dy_ptr + offs, mask=mask, other=0.0).to(cdt)
+    ddx = dy
+    if MODE == 2:
+        ddx = tl.load(ddx_ptr + offs, mask=mask, other=0.0).to(cdt)
+    out = _element(z, dy, ddx, alpha, gain, clamp, ACT, MODE, HAS_CLAMP, F64).to(out_ptr.dtype.element_ty)
+    tl.store(out_ptr + offs, out, mask=mask)
+    stored = tl.where(mask, out.to(cdt), 0.0)
+    if COLUMNS:
+        tl.store(part_ptr + pr * NW + cols, tl.sum(stored, axis=0), mask=cols < NW)
+    else:
+        tl.store(part_ptr + rows * n_wb + pw, tl.sum(stored, axis=1), mask=rows < NR)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Launchers
 
 _GPU_BLOCK = 1024
-# The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles them).
-GPU_CONSTEXPRS = {"_bias_act_kernel": [dict(BLOCK=_GPU_BLOCK)]}
+_RUNS_MIN = 512  # the bias gradient's reduction runs along channel runs at least this long, else down columns
+
+
+def _db_tiles(columns: bool, nr: int, nw: int, gpu: bool) -> Tuple[int, int]:
+    """(BLOCK_R, BLOCK_W) of the bias-gradient kernel: on a GPU about 2K-4K elements per program, with rows
+    (columns mode) or columns (runs mode) sized to the matrix; under the interpreter, fewer, larger programs."""
+    size = 4096 if gpu else 16384
+    if columns:
+        block_w = 128 if gpu else min(triton.next_power_of_2(nw), 4096)
+        return max(1, min(triton.next_power_of_2(nr), size // block_w, 32 if gpu else size)), block_w
+    block_w = min(triton.next_power_of_2(nw), 1024 if gpu else 4096)
+    return max(1, (size // 2) // block_w), block_w
+
+
+# The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles
+# them; a callable maps the recorded constexprs to the GPU's).
+GPU_CONSTEXPRS = {
+    "_bias_act_kernel": [dict(BLOCK=_GPU_BLOCK)],
+    "_bias_act_db_kernel": [
+        lambda c: dict(zip(("BLOCK_R", "BLOCK_W"), _db_tiles(c["COLUMNS"], 1 << 20, 1 << 10, True))),
+        lambda c: dict(zip(("BLOCK_R", "BLOCK_W"), _db_tiles(c["COLUMNS"], 4, 1 << 9, True))),
+    ],
+}
 
 
 def _same_layout(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -299,6 +389,57 @@ def _launch(mode: int, x, b, dy, ddx, act_code: int, alpha: float, gain: float, 
     return out
 
 
+def _launch_db(mode: int, x, b, dy, ddx, act_code: int, alpha: float, gain: float, clamp: float, C: int,
+               inner: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(out, db): out as _launch, and db[c] = out summed over channel c (x's dtype) in the same pass.
+
+    Memory is [O, C, S] (S = the channel's stride). Long runs (S >= _RUNS_MIN): tiles of the matrix [O * C, S],
+    summed along rows; else tiles of rows of W = m * C * S elements (m rows of [C, S] side by side, filling a
+    tile's width), summed down columns. Each program writes its partial sums; torch adds them per channel in a
+    fixed order (deterministic, no atomics).
+    """
+    if not 0 <= int(act_code) <= 8:
+        raise ValueError(f"bias_act kernels: unknown act_code {act_code}")
+    others = [t for t in (dy, ddx) if t is not None]
+    C, inner = int(C), int(inner)
+    if b is None or b.numel() != C:
+        raise ValueError(f"bias_act kernels: the bias gradient needs b with C={C} entries")
+    x, b, _, stride_c, aligned = _prepare(x, b, C, inner, *others)
+    dy = aligned[0]
+    ddx = aligned[1] if ddx is not None else dy
+    f64 = x.dtype == torch.float64
+    acc = torch.float64 if f64 else torch.float32
+    out = torch.empty_like(x)
+    n = x.numel()
+    if n == 0:
+        return out, torch.zeros(C, device=x.device, dtype=x.dtype)
+    S = 1 if C == 1 else stride_c
+    gpu = x.is_cuda
+    columns = S < _RUNS_MIN
+    if columns:
+        width = C * S
+        nw = width * max(1, (128 if gpu else 4096) // width)
+        nr = triton.cdiv(n, nw)
+    else:
+        nr, nw = n // S, S
+    block_r, block_w = _db_tiles(columns, nr, nw, gpu)
+    n_rb, n_wb = triton.cdiv(nr, block_r), triton.cdiv(nw, block_w)
+    part = torch.empty((n_rb, nw) if columns else (nr, n_wb), device=x.device, dtype=acc)
+    clamp = float(clamp) if clamp is not None else -1.0
+    scalars = [split_f64(float(alpha), f64), split_f64(float(gain), f64), split_f64(clamp, f64)]
+    int64 = n + block_r * nw + block_w > _INT32_LIMIT
+    with device_guard(x):
+        _bias_act_db_kernel[(n_rb * n_wb,)](x, b, dy, ddx, out, part, n, nr, nw, n_wb, C, S, *(p[0] for p in scalars),
+                                            *(p[1] for p in scalars), ACT=int(act_code), MODE=mode,
+                                            HAS_CLAMP=clamp >= 0, COLUMNS=columns, INT64=int64, F64=f64,
+                                            BLOCK_R=block_r, BLOCK_W=block_w, num_warps=4)
+    if columns:  # part[rb, (j * C + c) * S + s]
+        db = part.view(n_rb, nw // (C * S), C, S).sum(dim=(0, 1, 3))
+    else:  # part[o * C + c, wb]
+        db = part.view(nr // C, C, n_wb).sum(dim=(0, 2))
+    return out, db.to(x.dtype)
+
+
 def bias_act_fwd(x: torch.Tensor, b: Optional[torch.Tensor], act_code: int, alpha: float, gain: float,
                  clamp: float, C: int, inner: int) -> torch.Tensor:
     """y = clamp(act(x + b) * gain); ``b`` None or empty = no bias; ``clamp`` < 0 = no clamp."""
@@ -315,6 +456,18 @@ def bias_act_grad2(ddx: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: Opti
                    alpha: float, gain: float, clamp: float, C: int, inner: int) -> torch.Tensor:
     """d(<ddx, dx>)/dx = ddx * dy * gain * act''(x + b), zero where the clamp saturated."""
     return _launch(_MODE_GRAD2, x, b, dy, ddx, act_code, alpha, gain, clamp, C, inner)
+
+
+def bias_act_grad_db(dy: torch.Tensor, x: torch.Tensor, b: torch.Tensor, act_code: int, alpha: float, gain: float,
+                     clamp: float, C: int, inner: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(dx, db): bias_act_grad, and db = dx summed over every dim but the bias dim, in one pass."""
+    return _launch_db(_MODE_GRAD, x, b, dy, None, act_code, alpha, gain, clamp, C, inner)
+
+
+def bias_act_grad2_db(ddx: torch.Tensor, dy: torch.Tensor, x: torch.Tensor, b: torch.Tensor, act_code: int,
+                      alpha: float, gain: float, clamp: float, C: int, inner: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(d_x, d_b): bias_act_grad2, and d_b = d_x summed over every dim but the bias dim, in one pass."""
+    return _launch_db(_MODE_GRAD2, x, b, dy, ddx, act_code, alpha, gain, clamp, C, inner)
 
 
 def channel_geometry(shape: Tuple[int, ...], dim: int) -> Tuple[int, int]:
