@@ -15,6 +15,7 @@
 #include <c10/macros/Macros.h>
 
 #include <cstdint>
+#include <limits>
 #include <vector>
 
 namespace gan_fast {
@@ -45,6 +46,28 @@ struct UpFirDnPass {
 // intermediate) when the one-pass outer product would read at least this
 // many input samples per output; otherwise as one pass with outer(f, f).
 constexpr int64_t kSeparableTwoPassMinTaps = 16;
+
+// Every geometry term (a size times up, a pad, a filter size) is at most 2**60 in magnitude, so that the
+// output sizes and all the index arithmetic of the kernels (sums of a few such terms) fit in int64.
+constexpr int64_t kGeometryLimit = int64_t(1) << 60;
+
+// The output size along one axis: floor((in * up + pad0 + pad1 - taps) / down) + 1, computed without
+// overflow, or a clear error. `axis` is "x" or "y".
+inline int64_t checked_output_size(const char* axis, int64_t in, int64_t up, int64_t down, int64_t pad0,
+                                   int64_t pad1, int64_t taps) {
+  TORCH_CHECK(in <= kGeometryLimit / up, "gan_fast::upfirdn2d: the upsampled size along ", axis, " (", in,
+              " samples * up ", up, ") is too large: the output size would overflow (at most 2**60)");
+  TORCH_CHECK(pad0 >= -kGeometryLimit && pad0 <= kGeometryLimit && pad1 >= -kGeometryLimit &&
+                  pad1 <= kGeometryLimit && taps <= kGeometryLimit,
+              "gan_fast::upfirdn2d: padding along ", axis, " (", pad0, ", ", pad1, ") or filter size ", taps,
+              " is too large: the output size would overflow (at most 2**60 in magnitude)");
+  return floor_div(in * up + pad0 + pad1 - taps, down) + 1;
+}
+
+// a * b for a, b >= 0, or -1 when it does not fit in int64.
+inline int64_t product_or_negative(int64_t a, int64_t b) {
+  return (b == 0 || a <= std::numeric_limits<int64_t>::max() / b) ? a * b : -1;
+}
 
 inline at::Tensor correlation_filter(const at::Tensor& f, bool flip_filter, double gain, at::ScalarType acc) {
   at::Tensor fc = flip_filter ? f : f.flip({0, 1});  // the kernels correlate; a true convolution flips f
@@ -79,10 +102,15 @@ inline std::vector<UpFirDnPass> plan_upfirdn2d(const at::Tensor& x, const at::Te
   p.downy = downy;
   p.px0 = px0;
   p.py0 = py0;
-  p.OW = floor_div(p.W * upx + px0 + px1 - p.fw, downx) + 1;
-  p.OH = floor_div(p.H * upy + py0 + py1 - p.fh, downy) + 1;
+  p.OW = checked_output_size("x", p.W, upx, downx, px0, px1, p.fw);
+  p.OH = checked_output_size("y", p.H, upy, downy, py0, py1, p.fh);
   TORCH_CHECK(p.OW >= 1 && p.OH >= 1, "gan_fast::upfirdn2d: the padding and filter leave no output (", p.OH, "x",
               p.OW, ") for x of shape ", x.sizes());
+  const int64_t plane = product_or_negative(p.OH, p.OW);
+  const int64_t batch = product_or_negative(p.N, p.C);
+  TORCH_CHECK(plane >= 0 && batch >= 0 && product_or_negative(batch, plane) >= 0,
+              "gan_fast::upfirdn2d: the output [", p.N, ", ", p.C, ", ", p.OH, ", ", p.OW,
+              "] has more elements than int64 can count");
   const bool channels_last = x.is_contiguous(at::MemoryFormat::ChannelsLast) && !x.is_contiguous();
   const auto format = channels_last ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
   out = at::empty({p.N, p.C, p.OH, p.OW}, x.options().memory_format(format));
