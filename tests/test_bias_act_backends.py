@@ -8,6 +8,7 @@ On CPU the Triton backend runs under TRITON_INTERPRET=1 (conftest), at small sha
 """
 
 import importlib
+import math
 
 import pytest
 import torch
@@ -134,7 +135,7 @@ def test_public_op_runs_the_extension(monkeypatch):
     assert backend.resolve("bias_act", None, torch.device("cpu"), ops_mod.FAST_BACKENDS) == "cpp"
     calls = []
     real = fused.kernel_set("cpp")
-    assert real.fwd is torch.ops.gan_fast.bias_act_fwd
+    assert real.fwd is torch.ops.gan_fast.bias_act_fwd.default
 
     def counting(name):
         def f(*args):
@@ -148,6 +149,12 @@ def test_public_op_runs_the_extension(monkeypatch):
     (dx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
     dx.square().sum().backward()
     assert calls == ["fwd", "grad", "grad2"]
+    calls.clear()
+    b = torch.randn(3, requires_grad=True)  # the bias gradient comes out of the gradient kernels (one pass each)
+    y = ops.bias_act(x, b, act="tanh", impl="cpp")
+    dx, db = torch.autograd.grad(y.sum(), [x, b], create_graph=True)
+    (dx.square().sum() + db.square().sum()).backward()
+    assert calls == ["fwd", "grad_db", "grad2_db"]
     calls.clear()
     ops.bias_act(torch.randn(2, 3), act="relu")  # automatic choice on CPU
     assert calls == ["fwd"]
@@ -198,6 +205,58 @@ def test_fake_matches_kernel_opcheck():
     torch.library.opcheck(torch.ops.gan_fast.bias_act_grad2.default, (torch.randn_like(x), torch.randn(2, 5, 3, 4),
                                                                       x, b, 3, 0.0, 1.0, -1.0, 5, 12),
                           test_utils=("test_schema", "test_faketensor"))
+    for name, extra in (("bias_act_grad_db", ()), ("bias_act_grad2_db", (torch.randn(2, 5, 3, 4),))):
+        torch.library.opcheck(getattr(torch.ops.gan_fast, name).default,
+                              extra + (torch.randn(2, 5, 3, 4), x, b, 4, 0.0, 1.0, 0.3, 5, 12),
+                              test_utils=("test_schema", "test_faketensor"))
+
+
+# Memory as [O, C, S] (S = the bias dim's stride): runs along channels (S > 1; the Triton kernel switches to
+# row-wise tiles from S = 512), rows of channels (S = 1), one channel, an empty batch.
+DB_CASES = [((2, 3, 16, 32), 1, "contiguous"), ((3, 5, 7, 3), 1, "contiguous"), ((3, 5, 7, 3), 1, "channels_last"),
+            ((2, 3, 4, 5), 3, "transposed"), ((6, 40), 1, "contiguous"), ((40, 6), 0, "contiguous"),
+            ((3, 1, 700), 1, "contiguous"), ((5, 1), 1, "contiguous"), ((0, 4, 3), 1, "contiguous")]
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("shape,dim,layout", DB_CASES)
+def test_bias_gradient_in_the_gradient_kernels(impl, shape, dim, layout, device):
+    """grad_db / grad2_db return the gradient kernels' outputs and their per-channel sums (the bias gradients)."""
+    g = torch.Generator(device=device).manual_seed(8)
+    x, dy, ddx = (_layout(torch.randn(shape, generator=g, device=device) * 2, layout) if len(shape) == 4 else
+                  torch.randn(shape, generator=g, device=device) * 2 for _ in range(3))
+    b = torch.randn(shape[dim], generator=g, device=device)
+    ks = fused.kernel_set(impl)
+    inner = math.prod(shape[dim + 1:])
+    args = (8, 0.0, 1.3, 0.9, shape[dim], inner)  # swish with a clamp
+    dims = [d for d in range(x.ndim) if d != dim]
+    for (out, db), plain in ((ks.grad_db(dy, x, b, *args), ks.grad(dy, x, b, *args)),
+                             (ks.grad2_db(ddx, dy, x, b, *args), ks.grad2(ddx, dy, x, b, *args))):
+        assert torch.equal(out, plain) and out.stride() == plain.stride()
+        assert db.shape == b.shape and db.dtype == x.dtype
+        torch.testing.assert_close(db, plain.double().sum(dims).float(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_cpp_bias_gradient_is_deterministic(dtype, layout):
+    """The C++ bias gradient is cut into units of fixed size: the same bits on any number of threads."""
+    g = torch.Generator().manual_seed(9)
+    x, dy = (_layout(torch.randn(4, 64, 32, 33, generator=g), layout).to(dtype) for _ in range(2))
+    b = torch.randn(64, generator=g).to(dtype)
+    ks = fused.kernel_set("cpp")
+    args = (2, 0.2, 1.4, -1.0, 64, 32 * 33)
+    old = torch.get_num_threads()
+    try:
+        results = []
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            results.append(ks.grad_db(dy, x, b, *args)[1])
+    finally:
+        torch.set_num_threads(old)
+    assert all(torch.equal(r, results[0]) for r in results)
+    want = ks.grad(dy, x, b, *args).double().sum((0, 2, 3))
+    torch.testing.assert_close(results[0].double(), want, rtol=1e-2 if dtype == torch.bfloat16 else 1e-5, atol=1e-3)
 
 
 def test_torch_compile_fullgraph_cpp():
