@@ -12,7 +12,8 @@ The sources ship inside the wheel as ``gan_fast/csrc`` (package data), so the
 JIT build works from a wheel too. The library embeds a hash of its sources
 (``GAN_FAST_SOURCE_HASH``); gan_fast ignores a prebuilt library whose hash
 does not match the sources next to it (a stale in-place build in an edited
-checkout) and builds a fresh one instead.
+checkout) and builds a fresh one instead. Next to the library the build writes
+``<library>.sha256``, its digest, which gan_fast checks before loading it.
 """
 
 import glob
@@ -31,11 +32,17 @@ package_dir = {"gan_fast.kernels": "kernels", "gan_fast.csrc": "csrc"}
 package_data = {"gan_fast.csrc": CSRC_DATA}
 
 
-def _source_hash():
-    """The sources' hash, computed by gan_fast/extension.py (loaded standalone: it imports nothing from gan_fast)."""
+def _loader():
+    """gan_fast/extension.py, loaded standalone (it imports nothing from gan_fast)."""
     spec = importlib.util.spec_from_file_location("_gan_fast_extension", os.path.join(ROOT, "gan_fast", "extension.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def _source_hash():
+    """The sources' hash, as gan_fast/extension.py computes it."""
+    module = _loader()
     return module.source_hash(module.source_files(os.path.join(ROOT, "csrc")))
 
 
@@ -77,7 +84,12 @@ def _extension_build():
     )
 
     class OptionalBuildExt(cpp_extension.BuildExtension):
-        """A failed extension build warns and installs the pure-Python package."""
+        """A failed extension build warns and installs the pure-Python package.
+
+        Next to each built library it writes ``<library>.sha256`` (its digest), which gan_fast checks before
+        loading it (a library cut short by an interrupted copy would crash the process). An in-place copy
+        replaces the library atomically, so a running process that has the old one mapped keeps it whole.
+        """
 
         def run(self):
             try:
@@ -85,6 +97,25 @@ def _extension_build():
             except Exception as exc:
                 print(f"gan_fast: WARNING: the C++ extension failed to build ({exc}); "
                       "gan_fast will try a JIT build on first use, else use the reference ops", file=sys.stderr)
+                return
+            loader = _loader()
+            for ext in self.extensions:
+                filename = self.get_ext_filename(self.get_ext_fullname(ext.name))
+                for path in {os.path.join(self.build_lib, filename), self.get_ext_fullpath(ext.name)}:
+                    if os.path.isfile(path):
+                        loader.write_digest_file(path)
+
+        def get_outputs(self):
+            outputs = super().get_outputs()
+            return outputs + [path + ".sha256" for path in outputs if path.endswith((".so", ".pyd", ".dylib"))]
+
+        def copy_file(self, infile, outfile, *args, **kwargs):
+            if os.path.isdir(outfile):
+                outfile = os.path.join(outfile, os.path.basename(infile))
+            tmp = f"{outfile}.tmp{os.getpid()}"
+            _, copied = super().copy_file(infile, tmp, *args, **kwargs)
+            os.replace(tmp, outfile)
+            return outfile, copied
 
         def build_extension(self, ext):
             try:

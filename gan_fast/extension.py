@@ -17,10 +17,21 @@ library is loaded. :func:`status` finds one, once per process, in this order:
    CUDA kernels are compiled when torch is a CUDA build and a CUDA toolkit is
    found; if that build fails, a CPU-only build is tried.
 
+Before a library is loaded it is checked whole (:func:`library_problem`): a
+library cut short (an interrupted copy, a full disk, a cache sync) or
+overwritten would otherwise map and crash the process (SIGBUS) on its first op
+call. Its size must cover what its ELF headers say the file holds (program
+segments and section headers), and where a digest was recorded when it was
+built (``<library>.sha256`` next to a prebuilt one, written by ``setup.py``;
+the ``gan_fast_build_ok`` marker of a JIT build), its sha256 must match. A
+damaged prebuilt library is skipped like a stale one (the JIT build is tried);
+a damaged JIT build is deleted and built again.
+
 Any failure gives ``status() == (False, reason)``; the reason names the cause
 and the fix, backend selection turns it into one warning and the ``ref``
 fallback. Nothing is retried within the process. This module imports nothing
-from gan_fast (``setup.py`` loads it standalone to hash the sources).
+from gan_fast (``setup.py`` loads it standalone to hash the sources and to
+record the library's digest).
 
 Environment:
     ``GAN_FAST_EXT``: ``auto`` (default: prebuilt, else JIT), ``prebuilt``,
@@ -43,6 +54,7 @@ import importlib.util
 import logging
 import os
 import re
+import struct
 import sys
 import threading
 import time
@@ -50,7 +62,8 @@ import warnings
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
-__all__ = ["status", "has_cuda", "info", "source_dir", "source_files", "source_hash", "cache_root"]
+__all__ = ["status", "has_cuda", "info", "source_dir", "source_files", "source_hash", "cache_root",
+           "library_digest", "write_digest_file", "library_problem"]
 
 SOURCE_SUFFIXES = (".cpp", ".cu", ".h", ".cuh")
 JIT_NAME = "gan_fast_C"
@@ -60,6 +73,8 @@ JIT_NAME = "gan_fast_C"
 CXX_FLAGS = ["-O3", "-fno-trapping-math", "-fno-math-errno"]
 NVCC_FLAGS = ["-O3", "--use_fast_math"]
 _OK_MARKER = "gan_fast_build_ok"
+DIGEST_SUFFIX = ".sha256"  # the digest file next to a prebuilt library
+_DIGEST_RE = re.compile(r"sha256=([0-9a-f]{64}) size=(\d+)")
 _HASH_RE = re.compile(rb"gan_fast_source_hash=(h[0-9a-f]{16}|unknown);cuda=[01]\x00")
 _FIX = ("install a C++ compiler (g++ or clang++; CXX selects it) and ninja (pip install ninja), then restart "
         "Python; or set GAN_FAST_EXT=0 to use the reference ops without this warning")
@@ -109,6 +124,76 @@ def cache_root() -> Path:
     else:
         base = Path(os.environ.get("XDG_CACHE_HOME", "").strip() or Path.home() / ".cache")
     return base / "gan_fast"
+
+
+# ----------------------------------------------------------------------------- library integrity
+
+
+def library_digest(data: bytes) -> str:
+    """The digest line recorded for a built library: ``sha256=<hex> size=<bytes>``."""
+    return f"sha256={hashlib.sha256(data).hexdigest()} size={len(data)}"
+
+
+def write_digest_file(library: str) -> str:
+    """Records the digest of ``library`` in ``<library>.sha256`` (setup.py calls this after a build); its path."""
+    path = library + DIGEST_SUFFIX
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w") as f:
+        f.write(library_digest(Path(library).read_bytes()) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def _recorded_digest(text: Optional[str]) -> Optional[str]:
+    match = _DIGEST_RE.search(text or "")
+    return match.group(0) if match else None
+
+
+def _elf_problem(data: bytes) -> Optional[str]:
+    """Why ``data`` is not a whole ELF file (too short for what its headers describe), or None."""
+    if len(data) < 16 or data[:4] != b"\x7fELF" or data[4] not in (1, 2) or data[5] not in (1, 2):
+        return f"it is not an ELF shared library ({len(data)} bytes, no valid ELF header)"
+    is64 = data[4] == 2
+    end = "<" if data[5] == 1 else ">"
+    header = struct.Struct(end + ("16xHHIQQQIHHHHHH" if is64 else "16xHHIIIIIHHHHHH"))
+    if len(data) < header.size:
+        return f"it is cut inside its ELF header ({len(data)} bytes)"
+    _, _, _, _, phoff, shoff, _, _, phentsize, phnum, shentsize, shnum, _ = header.unpack_from(data)
+    need = [header.size, phoff + phnum * phentsize, shoff + max(shnum, 1) * shentsize if shoff else 0]
+    if len(data) >= need[1]:
+        segment = struct.Struct(end + ("IIQQQQ" if is64 else "IIIIII"))  # p_type and p_offset .. p_filesz
+        for i in range(phnum):
+            fields = segment.unpack_from(data, phoff + i * phentsize)
+            p_type, p_offset, p_filesz = fields[0], (fields[2] if is64 else fields[1]), (fields[5] if is64 else fields[4])
+            if p_type != 0:  # PT_NULL describes nothing
+                need.append(p_offset + p_filesz)
+    if len(data) < max(need):
+        return (f"it is cut short: {len(data)} bytes, where its ELF headers describe {max(need)} "
+                "(an interrupted copy or build, or a full disk?)")
+    return None
+
+
+def library_problem(path: str, recorded: Optional[str] = None, data: Optional[bytes] = None) -> Optional[str]:
+    """Why the shared library at ``path`` must not be loaded (damaged), or None when it looks whole.
+
+    ``recorded``: the text of the digest written when it was built (:func:`library_digest`, e.g. the content
+    of ``<library>.sha256``), if any. Without one, only the structure is checked (ELF files: the size against
+    their headers; other formats: nothing).
+    """
+    try:
+        data = Path(path).read_bytes() if data is None else data
+    except OSError as exc:
+        return f"it cannot be read ({exc})"
+    if recorded is not None:
+        digest = _recorded_digest(recorded)
+        if digest is None:
+            return f"the digest recorded for it is unreadable ({recorded.strip()[:100]!r})"
+        if library_digest(data) != digest:
+            return (f"its content does not match the digest recorded when it was built ({len(data)} bytes, "
+                    f"{_DIGEST_RE.search(digest).group(2)} when built)")
+    if data[:4] == b"\x7fELF" or sys.platform.startswith("linux"):
+        return _elf_problem(data)
+    return None
 
 
 # ----------------------------------------------------------------------------- public state
@@ -187,7 +272,8 @@ def _verify() -> Tuple[bool, str]:
 
     try:
         build = str(torch.ops.gan_fast.build_info())
-        for name in ("bias_act_fwd", "bias_act_grad", "bias_act_grad2", "upfirdn2d_fwd"):
+        for name in ("bias_act_fwd", "bias_act_grad", "bias_act_grad2", "bias_act_grad_db", "bias_act_grad2_db",
+                     "upfirdn2d_fwd"):
             getattr(torch.ops.gan_fast, name)
     except Exception as exc:  # a library that loaded but registered nothing we know
         return False, f"the gan_fast extension loaded but its ops are missing ({exc!r}); rebuild it"
@@ -203,7 +289,19 @@ def _load_prebuilt(expected: Optional[str]) -> Tuple[bool, str]:
         return False, f"looking for gan_fast._C failed: {exc!r}"
     if spec is None or not spec.origin:
         return False, "gan_fast._C is not installed (no compiler at install time, or an editable/source install)"
-    built_from = _embedded_hash(spec.origin)
+    try:
+        data = Path(spec.origin).read_bytes()
+    except OSError as exc:
+        return False, f"the prebuilt {spec.origin} cannot be read ({exc})"
+    try:
+        recorded = Path(spec.origin + DIGEST_SUFFIX).read_text()
+    except OSError:
+        recorded = None  # not built by setup.py: the structure is still checked
+    problem = library_problem(spec.origin, recorded, data)
+    if problem is not None:
+        return False, (f"the prebuilt {spec.origin} is damaged: {problem}; not loading it (reinstall gan_fast, or "
+                       "rebuild it with `python setup.py build_ext --inplace`)")
+    built_from = _embedded_hash_in(data)
     if expected is not None and built_from != expected:
         return False, (f"the prebuilt {os.path.basename(spec.origin)} was built from other sources "
                        f"({built_from} != {expected}); not loading a stale build")
@@ -218,9 +316,13 @@ def _load_prebuilt(expected: Optional[str]) -> Tuple[bool, str]:
 def _embedded_hash(path: str) -> Optional[str]:
     """The source hash a library was built from (the NUL-terminated build-info string in it); None if unknown."""
     try:
-        found = {m.group(1).decode() for m in _HASH_RE.finditer(Path(path).read_bytes())}
+        return _embedded_hash_in(Path(path).read_bytes())
     except OSError:
         return None
+
+
+def _embedded_hash_in(data: bytes) -> Optional[str]:
+    found = {m.group(1).decode() for m in _HASH_RE.finditer(data)}
     return found.pop() if len(found) == 1 else None
 
 
@@ -274,50 +376,65 @@ def _openmp_flags() -> List[str]:
 def _build_and_load(src: Path, files: List[Path], digest: str, with_cuda: bool) -> Tuple[bool, str]:
     build_dir = cache_root() / "ext" / _build_key(digest, with_cuda)
     marker = build_dir / _OK_MARKER
-    loaded = _load_cached(marker)
-    if loaded is not None:
-        return loaded
+    state, why = _load_cached(marker)
+    if state in ("loaded", "failed"):
+        return state == "loaded", why
     try:
         build_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         return False, f"cannot create the build directory {build_dir} ({exc}); set GAN_FAST_CACHE_DIR"
     timeout = float(os.environ.get("GAN_FAST_BUILD_TIMEOUT", "1200") or 1200)
+    damaged = ""
     try:
         with _file_lock(build_dir.with_name(build_dir.name + ".lock"), timeout):
-            loaded = _load_cached(marker)  # another process may have finished while we waited
-            if loaded is not None:
-                return loaded
+            state, why = _load_cached(marker)  # another process may have finished (or repaired it) while we waited
+            if state in ("loaded", "failed"):
+                return state == "loaded", why
+            if state == "damaged":  # delete it, so that the build below links it again
+                damaged = f"the cached build was damaged ({why}) and was rebuilt; "
+                with contextlib.suppress(OSError):
+                    os.remove(build_dir / marker.read_text().split("\n", 1)[0].strip())
+                with contextlib.suppress(OSError):
+                    os.remove(marker)
             # We hold the build lock, so a baton left by torch in this directory is stale.
             with contextlib.suppress(FileNotFoundError):
                 os.remove(build_dir / "lock")
             started = time.monotonic()
             library = _compile(src, files, digest, with_cuda, build_dir)
-            marker.write_text(os.path.basename(library) + "\n")
+            marker.write_text(os.path.basename(library) + "\n" + library_digest(Path(library).read_bytes()) + "\n")
     except TimeoutError as exc:
         return False, str(exc)
     except Exception as exc:  # compiler missing or failing, ninja missing, bad environment, ...
-        return False, _describe_build_error(exc, build_dir)
+        return False, damaged.replace("and was rebuilt", "and rebuilding it failed") + _describe_build_error(
+            exc, build_dir)
     _info.update(how="jit-built", path=str(library), build_seconds=round(time.monotonic() - started, 1))
+    if damaged:
+        _info["notes"].append(damaged.rstrip("; "))  # type: ignore[union-attr]
     return True, ""
 
 
-def _load_cached(marker: Path) -> Optional[Tuple[bool, str]]:
-    """Loads a finished build named by ``marker``; None when there is none."""
+def _load_cached(marker: Path) -> Tuple[str, str]:
+    """Loads a finished build named by ``marker``: ("loaded", ""), ("none", "") when there is none,
+    ("damaged", why) when its library is damaged (never loaded), ("failed", why) when loading it failed."""
     import torch
 
     try:
-        name = marker.read_text().strip()
+        lines = marker.read_text().split("\n")
     except OSError:
-        return None
+        return "none", ""
+    name = lines[0].strip()
     library = marker.parent / name
     if not name or not library.is_file():
-        return None
+        return ("damaged", f"{library} is missing") if name else ("none", "")
+    problem = library_problem(str(library), "\n".join(lines[1:]).strip() or None)  # no digest: an older marker
+    if problem is not None:
+        return "damaged", f"{library}: {problem}"
     try:
         torch.ops.load_library(str(library))
     except Exception as exc:
-        return False, f"loading the cached build {library} failed ({exc}); delete {marker.parent} to rebuild"
+        return "failed", f"loading the cached build {library} failed ({exc}); delete {marker.parent} to rebuild"
     _info.update(how="jit-cached", path=str(library))
-    return True, ""
+    return "loaded", ""
 
 
 def _compile(src: Path, files: List[Path], digest: str, with_cuda: bool, build_dir: Path) -> str:

@@ -163,3 +163,20 @@ def test_check_cuda_script_skips_without_nvcc():
     proc = subprocess.run(["bash", str(REPO / "csrc" / "check_cuda.sh")], env=dict(os.environ, NVCC="/nonexistent/nvcc"),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and "SKIP" in proc.stdout
+
+
+@pytest.mark.parametrize("args,match", [
+    ((2 ** 62, 1, 1, 1, 0, 0, 0, 0), "upsampled size along x"),
+    ((1, 2 ** 62, 1, 1, 0, 0, 0, 0), "upsampled size along y"),
+    ((1, 1, 1, 1, 2 ** 62, 2 ** 62, 0, 0), "padding along x"),
+    ((1, 1, 1, 1, 0, 0, -2 ** 63, 0), "padding along y"),
+    ((2 ** 40, 2 ** 40, 1, 1, 0, 0, 0, 0), "more elements than int64"),
+])
+def test_cpp_upfirdn2d_checks_output_size(args, match):
+    """The C++ kernel checks its output size before allocating (2**62 once wrapped around to a tiny tensor)."""
+    assert extension.status()[0]
+    x, f = torch.randn(1, 2, 5, 5), torch.ones(3, 3)
+    with pytest.raises(RuntimeError, match=match):
+        torch.ops.gan_fast.upfirdn2d_fwd(x, f, *args, False, 1.0)
+    y = torch.ops.gan_fast.upfirdn2d_fwd(x, f, 2, 2, 1, 1, 1, 1, 1, 1, False, 1.0)  # a sane call still runs
+    assert y.shape == (1, 2, 10, 10)
