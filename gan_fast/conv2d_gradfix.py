@@ -116,9 +116,20 @@ def _autocast(input, weight, bias):
     return input.to(dtype), weight.to(dtype), None if bias is None else bias.to(dtype)
 
 
+def _check_ranks(input, weight) -> None:
+    """The two checks PyTorch reports only as an internal error (the rest it names well itself)."""
+    if not isinstance(weight, torch.Tensor) or weight.ndim != 4:
+        raise ValueError(f"weight must be a 4-D tensor [out_channels, in_channels / groups, kh, kw], got "
+                         f"{tuple(weight.shape) if isinstance(weight, torch.Tensor) else type(weight).__name__}")
+    if not isinstance(input, torch.Tensor) or input.ndim not in (3, 4):
+        raise ValueError(f"input must be a 4-D [N, C, H, W] (or 3-D [C, H, W]) tensor, got "
+                         f"{tuple(input.shape) if isinstance(input, torch.Tensor) else type(input).__name__}")
+
+
 def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1, padding=0,
            dilation=1, groups: int = 1) -> torch.Tensor:
     """``F.conv2d`` (integer padding only) that honours :func:`no_weight_gradients`."""
+    _check_ranks(input, weight)
     if _use_plain():
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     input, weight, bias = _autocast(input, weight, bias)
@@ -129,6 +140,7 @@ def conv2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tenso
 def conv_transpose2d(input: torch.Tensor, weight: torch.Tensor, bias: Optional[torch.Tensor] = None, stride=1,
                      padding=0, output_padding=0, groups: int = 1, dilation=1) -> torch.Tensor:
     """``F.conv_transpose2d`` that honours :func:`no_weight_gradients`."""
+    _check_ranks(input, weight)
     if _use_plain():
         return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
     input, weight, bias = _autocast(input, weight, bias)

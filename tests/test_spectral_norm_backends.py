@@ -16,7 +16,7 @@ from torch.library import opcheck
 from conftest import fast_backends
 from gan_fast.fused import power_iteration as fused_pi
 from gan_fast.fused import spectral_normalize as fused_sn
-from gan_fast.fused.spectral_norm_multi import find_spectral_norm_layers
+from gan_fast.nn.spectral_norm import find_spectral_norm_layers
 from gan_fast.nn import spectral_norm_step
 from gan_fast.kernels import spectral_norm as K
 from gan_fast.nn.spectral_norm import spectral_norm

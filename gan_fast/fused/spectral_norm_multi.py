@@ -1,63 +1,28 @@
-"""Spectral normalisation of every spectral-normed layer of a model in one launch per step.
+"""Spectral normalisation of many weights in one launch per step (Triton backend).
 
 ``gan_fast.nn.spectral_norm`` layers each run ``ops.spectral_normalize`` in their
 forward: for a BigGAN discriminator (~30 layers) that is ~30 launch groups per
 step, a launch-bound cost. Here the power iteration, sigma and W / sigma of all
-those layers run in one Triton launch per iteration (plus one for the division
-of layers too large to fuse), and the backward of all W / sigma in one or two
+those weights run in one Triton launch per iteration (plus one for the division
+of weights too large to fuse), and the backward of all W / sigma in one or two
 launches.
 
-Use::
-
-    with gan_fast.fused.spectral_norm_multi.spectral_norm_step(D):
-        logits = D(x)            # every SN weight was computed by the batched launch
-
-Inside the context each ``SpectralNorm`` parametrization returns the weight
-that the batched launch computed (its public ``precomputed`` attribute), so the
-model's code is unchanged. Semantics per layer are those of the ``SpectralNorm`` forward:
-in training mode ``n_power_iterations`` updates of the ``_u``/``_v`` buffers
-(in place), none in eval mode; the weight is computed once per context (run one
-forward per context if you want one power-iteration update per forward). Layers the batched path cannot serve
-(1-D weights, parametrization chains, CPU tensors without the interpreter)
-compute themselves as usual.
+This module works on tensors only: :func:`spectral_normalize_many` takes the
+weights, their u/v vectors and dims. Which layers of a model it serves, and how
+their parametrizations pick up the result, is ``gan_fast.nn.spectral_norm``'s
+business (``gan_fast.nn.spectral_norm_step``); nothing here imports ``gan_fast.nn``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import importlib
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
-from torch import nn
-from torch.nn.utils import parametrize
 
-from .. import backend
 from ..kernels import spectral_norm as K
 from .spectral_normalize import _mat_in, matrix_to_weight, second_order
 
-__all__ = ["spectral_norm_step", "spectral_normalize_all", "find_spectral_norm_layers"]
-
-
-def _sn_class():
-    from ..nn.spectral_norm import SpectralNorm  # noqa: PLC0415 - nn imports ops; keep the import lazy
-
-    return SpectralNorm
-
-
-def find_spectral_norm_layers(model: nn.Module) -> List[Tuple[nn.Module, str, nn.Module]]:
-    """(module, tensor name, SpectralNorm) for every gan_fast spectral-norm parametrization in ``model`` that the
-    batched path can serve: the only parametrization on that tensor, with a weight of >= 2 dims."""
-    sn_cls = _sn_class()
-    found = []
-    for mod in model.modules():
-        plist = getattr(mod, "parametrizations", None)
-        if plist is None or not parametrize.is_parametrized(mod):
-            continue
-        for name, chain in plist.items():
-            if len(chain) == 1 and isinstance(chain[0], sn_cls) and chain.original.ndim >= 2:
-                found.append((mod, name, chain[0]))
-    return found
+__all__ = ["spectral_normalize_many"]
 
 
 # ------------------------------------------------------------------------------------------- torch.library ops
@@ -216,46 +181,18 @@ def _sub_arena(arena: torch.Tensor, weights, dims, idx: List[int]) -> torch.Tens
 # ----------------------------------------------------------------------------------------------------- API
 
 
-def _use_fused(device: torch.device, impl: Optional[str]) -> bool:
-    ops_mod = importlib.import_module("gan_fast.ops.spectral_normalize")  # gan_fast.ops re-exports the function
-    return backend.resolve("spectral_normalize", impl, device, ops_mod.FAST_BACKENDS) == "triton"
+def spectral_normalize_many(weights: Sequence[torch.Tensor], us: Sequence[torch.Tensor], vs: Sequence[torch.Tensor],
+                            dims: Sequence[int], n_iterations: int, eps: float, update: bool) -> List[torch.Tensor]:
+    """[W_l / sigma_l] for every weight, in batched launches; differentiable w.r.t. the weights (any order).
 
+    Args:
+        weights: tensors of >= 2 dims and no empty dimension, on one device, of one dtype.
+        us, vs: each weight's u [shape[dim]] and v [product of the other dims] (any dtype; read as the weight's).
+        dims: each weight's output dimension (the matrix is [shape[dim], rest]).
+        n_iterations: power iterations (>= 0), the same for all; eps: the normalisation epsilon.
+        update: write the new u and v into ``us`` / ``vs`` in place (what a training-mode forward does).
 
-def spectral_normalize_all(model: nn.Module, impl: Optional[str] = None) -> List[Tuple[nn.Module, torch.Tensor]]:
-    """Runs every gan_fast spectral-norm parametrization of ``model`` in batched launches.
-
-    Returns [(SpectralNorm instance, W / sigma)] for the layers served; u/v
-    buffers of layers in training mode are updated in place, exactly as their
-    own forward would. Layers on devices without the fused backend are left out
-    (they compute themselves).
+    Per weight, the result and the u/v update are those of ``gan_fast.ops.spectral_normalize``.
     """
-    groups: Dict[tuple, list] = {}
-    for mod, name, sn in find_spectral_norm_layers(model):
-        w = mod.parametrizations[name].original
-        n = sn.n_power_iterations if sn.training else 0
-        key = (w.device, w.dtype, n, float(sn.eps))
-        groups.setdefault(key, []).append((sn, w))
-    result: List[Tuple[nn.Module, torch.Tensor]] = []
-    for (device, _dtype, n, eps), items in groups.items():
-        if not _use_fused(device, impl):
-            continue
-        weights = [w for _, w in items]
-        us = [sn._u for sn, _ in items]
-        vs = [sn._v for sn, _ in items]
-        dims = tuple(sn.dim for sn, _ in items)
-        outs = _Multi.apply(us, vs, dims, n, eps, n > 0, *weights)
-        result.extend((sn, y) for (sn, _), y in zip(items, outs[:-1]))
-    return result
-
-
-@contextlib.contextmanager
-def spectral_norm_step(model: nn.Module, impl: Optional[str] = None) -> Iterator[None]:
-    """Context in which ``model``'s spectral-normed weights come from one batched launch (see module doc)."""
-    served = spectral_normalize_all(model, impl)
-    for sn, y in served:
-        sn.precomputed = y
-    try:
-        yield
-    finally:
-        for sn, _ in served:
-            sn.precomputed = None
+    outs = _Multi.apply(list(us), list(vs), tuple(dims), int(n_iterations), float(eps), bool(update), *weights)
+    return list(outs[:-1])

@@ -15,8 +15,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import activations, checks, ops
+from .. import checks, ops
 from ..nn import spectral_norm
+from ..nn._util import check_activation
 
 __all__ = ["SNDiscriminatorBlock", "SNDiscriminator"]
 
@@ -41,8 +42,8 @@ class SNDiscriminatorBlock(nn.Module):
                  activation: str = "relu", n_power_iterations: int = 1):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.down, self.preactivation, self.activation = bool(down), bool(preactivation), activation
-        activations.get(activation)
+        self.down, self.preactivation = bool(down), bool(preactivation)
+        self.activation = check_activation("activation", activation)
         self.conv1 = _sn_conv(in_channels, out_channels, 3, n_power_iterations)
         self.conv2 = _sn_conv(out_channels, out_channels, 3, n_power_iterations)
         self.bias1 = nn.Parameter(torch.zeros([out_channels]))
@@ -102,10 +103,15 @@ class SNDiscriminator(nn.Module):
                  channel_multipliers: Sequence[int] = (1, 1, 1, 1), c_dim: int = 0, min_resolution: int = 8,
                  activation: str = "relu", n_power_iterations: int = 1):
         super().__init__()
-        checks.positive_int("img_resolution", img_resolution)
-        checks.positive_int("img_channels", img_channels)
-        checks.positive_int("channels", channels)
-        checks.positive_int("c_dim", c_dim, minimum=0)
+        img_resolution = checks.positive_int("img_resolution", img_resolution)
+        img_channels = checks.positive_int("img_channels", img_channels)
+        channels = checks.positive_int("channels", channels)
+        c_dim = checks.positive_int("c_dim", c_dim, minimum=0)
+        min_resolution = checks.positive_int("min_resolution", min_resolution)
+        check_activation("activation", activation)
+        if not isinstance(channel_multipliers, (list, tuple)):
+            raise TypeError(f"channel_multipliers must be a list or tuple of ints (one per block), "
+                            f"got {type(channel_multipliers).__name__}")
         if len(channel_multipliers) == 0:
             raise ValueError("channel_multipliers must name at least one block")
         self.img_resolution, self.img_channels, self.c_dim = img_resolution, img_channels, c_dim

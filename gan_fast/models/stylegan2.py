@@ -19,6 +19,8 @@ from torch import nn
 
 from .. import checks, ops
 from ..nn import (Conv2dLayer, FullyConnectedLayer, MappingNetwork, MinibatchStdLayer, SynthesisLayer, ToRGB)
+from ..nn._util import check_activation
+from ..nn.synthesis import NOISE_MODES
 
 __all__ = ["channel_table", "SynthesisBlock", "SynthesisNetwork", "Generator", "DiscriminatorBlock",
            "DiscriminatorEpilogue", "Discriminator"]
@@ -33,7 +35,11 @@ def _log2_resolution(name: str, resolution: int) -> int:
 
 
 def channel_table(resolutions: Sequence[int], channel_base: int = 32768, channel_max: int = 512) -> Dict[int, int]:
-    """{res: min(channel_base // res, channel_max)} (StyleGAN2 config F with the defaults)."""
+    """{res: min(channel_base // res, channel_max)}, at least 1 (StyleGAN2 config F with the defaults).
+
+    channel_base and channel_max are ints >= 1."""
+    channel_base = checks.positive_int("channel_base", channel_base)
+    channel_max = checks.positive_int("channel_max", channel_max)
     return {res: max(min(channel_base // res, channel_max), 1) for res in resolutions}
 
 
@@ -117,6 +123,8 @@ class SynthesisNetwork(nn.Module):
                  channel_max: int = 512, **block_kwargs):
         super().__init__()
         log2 = _log2_resolution("img_resolution", img_resolution)
+        w_dim = checks.positive_int("w_dim", w_dim)
+        img_channels = checks.positive_int("img_channels", img_channels)
         self.w_dim, self.img_resolution, self.img_channels = w_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(2, log2 + 1)]
         channels = channel_table(self.block_resolutions, channel_base, channel_max)
@@ -165,6 +173,13 @@ class Generator(nn.Module):
     def __init__(self, z_dim: int, c_dim: int, w_dim: int, img_resolution: int, img_channels: int,
                  mapping_kwargs: Optional[dict] = None, **synthesis_kwargs):
         super().__init__()
+        z_dim = checks.positive_int("z_dim", z_dim)
+        c_dim = checks.positive_int("c_dim", c_dim, minimum=0)
+        w_dim = checks.positive_int("w_dim", w_dim)
+        img_channels = checks.positive_int("img_channels", img_channels)
+        if mapping_kwargs is not None and not isinstance(mapping_kwargs, dict):
+            raise TypeError(f"mapping_kwargs must be a dict of MappingNetwork arguments or None, "
+                            f"got {type(mapping_kwargs).__name__}")
         self.z_dim, self.c_dim, self.w_dim = z_dim, c_dim, w_dim
         self.img_resolution, self.img_channels = img_resolution, img_channels
         self.synthesis = SynthesisNetwork(w_dim, img_resolution, img_channels, **synthesis_kwargs)
@@ -174,6 +189,8 @@ class Generator(nn.Module):
     def forward(self, z: torch.Tensor, c: Optional[torch.Tensor] = None, truncation_psi: float = 1.0,
                 truncation_cutoff: Optional[int] = None, update_emas: bool = False, noise_mode: str = "random",
                 fused_modconv: Optional[bool] = None, style_mixing_prob: float = 0.0, return_ws: bool = False):
+        style_mixing_prob = checks.probability("style_mixing_prob", style_mixing_prob)
+        checks.choice("noise_mode", noise_mode, NOISE_MODES)
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_emas=update_emas)
         if style_mixing_prob > 0:
@@ -277,13 +294,22 @@ class Discriminator(nn.Module):
         log2 = _log2_resolution("img_resolution", img_resolution)
         if img_resolution < 8:
             raise ValueError(f"img_resolution must be >= 8 for the discriminator, got {img_resolution}")
-        checks.positive_int("c_dim", c_dim, minimum=0)
-        checks.positive_int("img_channels", img_channels)
+        c_dim = checks.positive_int("c_dim", c_dim, minimum=0)
+        img_channels = checks.positive_int("img_channels", img_channels)
+        mbstd_num_channels = checks.positive_int("mbstd_num_channels", mbstd_num_channels, minimum=0)
+        if mbstd_group_size is not None:
+            checks.positive_int("mbstd_group_size", mbstd_group_size)
+        check_activation("activation", activation)
+        checks.optional_number("conv_clamp", conv_clamp, minimum=0)
+        if mapping_kwargs is not None and not isinstance(mapping_kwargs, dict):
+            raise TypeError(f"mapping_kwargs must be a dict of MappingNetwork arguments or None, "
+                            f"got {type(mapping_kwargs).__name__}")
         self.c_dim, self.img_resolution, self.img_channels = c_dim, img_resolution, img_channels
         self.block_resolutions = [2 ** i for i in range(log2, 2, -1)]
         channels = channel_table(self.block_resolutions + [4], channel_base, channel_max)
         if cmap_dim is None:
             cmap_dim = channels[4]
+        cmap_dim = checks.positive_int("cmap_dim", cmap_dim)
         if c_dim == 0:
             cmap_dim = 0
         for res in self.block_resolutions:

@@ -35,7 +35,8 @@ from typing import Dict, Iterable, Optional, Sequence
 import torch
 from torch import nn
 
-from .. import losses, regularizers
+from .. import checks, losses, regularizers
+from ..nn.synthesis import NOISE_MODES
 from ..regularizers import LazyRegularization, PathLengthPenalty
 
 __all__ = ["StyleGAN2Trainer", "make_adam", "unwrap"]
@@ -58,8 +59,10 @@ def make_adam(params: Iterable[torch.Tensor], lr: float = 0.0025, betas: Sequenc
               reg_interval: Optional[int] = None, eps: float = 1e-8) -> torch.optim.Adam:
     """Adam with StyleGAN2's lazy-regularisation adjustment (lr * r, beta ** r with
     r = k / (k + 1)) when ``reg_interval = k`` is given; plain Adam for None."""
+    lr = checks.number("lr", lr, minimum=0)
+    eps = checks.number("eps", eps, minimum=0)
     if reg_interval is not None:
-        kw = LazyRegularization(reg_interval).adam(lr, betas)
+        kw = LazyRegularization(checks.positive_int("reg_interval", reg_interval)).adam(lr, betas)
         lr, betas = kw["lr"], kw["betas"]
     return torch.optim.Adam(params, lr=lr, betas=tuple(betas), eps=eps)
 
@@ -104,28 +107,29 @@ class StyleGAN2Trainer:
                  pl_interval: int = 4, pl_batch_shrink: int = 2, pl_decay: float = 0.01,
                  style_mixing_prob: float = 0.0, ema_kimg: Optional[float] = None,
                  ema_rampup: Optional[float] = None, noise_mode: str = "random"):
-        if variant not in VARIANTS:
-            raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
+        variant = checks.choice("variant", variant, VARIANTS)
         r3 = variant == "r3gan"
         self.variant = variant
         self.G, self.D, self.G_opt, self.D_opt = G, D, G_opt, D_opt
         self.loss_kind = loss_kind if loss_kind is not None else ("relativistic" if r3 else "nonsaturating")
         if self.loss_kind not in losses.KINDS:
             raise ValueError(f"loss_kind must be one of {losses.KINDS}, got {self.loss_kind!r}")
-        self.r1_gamma = float(r1_gamma)
-        self.r2_gamma = float(r2_gamma if r2_gamma is not None else (r1_gamma if r3 else 0.0))
+        self.r1_gamma = checks.number("r1_gamma", r1_gamma, minimum=0)
+        self.r2_gamma = checks.number("r2_gamma", r2_gamma, minimum=0) if r2_gamma is not None else \
+            (self.r1_gamma if r3 else 0.0)
         if r1_interval == -1:
             r1_interval = None if r3 else 16
-        self.r1_lazy = LazyRegularization(r1_interval) if r1_interval is not None else None
-        self.pl_weight = float(pl_weight if pl_weight is not None else (0.0 if r3 else 2.0))
-        self.pl_lazy = LazyRegularization(pl_interval)
-        if isinstance(pl_batch_shrink, bool) or not isinstance(pl_batch_shrink, int) or pl_batch_shrink < 1:
-            raise ValueError(f"pl_batch_shrink must be an int >= 1, got {pl_batch_shrink!r}")
-        self.pl_batch_shrink = pl_batch_shrink
-        self.pl = PathLengthPenalty(decay=pl_decay)
-        self.style_mixing_prob = float(style_mixing_prob)
-        self.noise_mode = noise_mode
-        self.ema_kimg, self.ema_rampup = ema_kimg, ema_rampup
+        self.r1_lazy = LazyRegularization(checks.positive_int("r1_interval", r1_interval)) \
+            if r1_interval is not None else None
+        self.pl_weight = checks.number("pl_weight", pl_weight, minimum=0) if pl_weight is not None else \
+            (0.0 if r3 else 2.0)
+        self.pl_lazy = LazyRegularization(checks.positive_int("pl_interval", pl_interval))
+        self.pl_batch_shrink = checks.positive_int("pl_batch_shrink", pl_batch_shrink)
+        self.pl = PathLengthPenalty(decay=checks.number("pl_decay", pl_decay, 0, 1, strict_min=True))
+        self.style_mixing_prob = checks.probability("style_mixing_prob", style_mixing_prob)
+        self.noise_mode = checks.choice("noise_mode", noise_mode, NOISE_MODES)
+        self.ema_kimg = checks.number("ema_kimg", ema_kimg, minimum=0) if ema_kimg is not None else None
+        self.ema_rampup = checks.number("ema_rampup", ema_rampup, minimum=0) if ema_rampup is not None else None
         g = unwrap(G)
         self.z_dim = g.z_dim
         self.pl.to(next(g.parameters()).device)

@@ -16,12 +16,14 @@ def adaptive_instance_norm(x: torch.Tensor, y_s: torch.Tensor, y_b: torch.Tensor
     """``y_s * (x - mean_hw(x)) / sqrt(var_hw(x) + eps) + y_b`` per sample and channel.
 
     Shapes: x [N, C, H, W]; y_s, y_b [N, C] -> [N, C, H, W]. Statistics in at least float32.
+    ``eps`` is a finite number > 0.
     """
     checks.tensor("x", x, ndim=4, shape_hint="[N, C, H, W]")
     for name, y in (("y_s", y_s), ("y_b", y_b)):
         checks.tensor(name, y, ndim=2, shape_hint="[N, C]")
         if tuple(y.shape) != tuple(x.shape[:2]):
             raise ValueError(f"{name} must have shape {list(x.shape[:2])} ([N, C] of x), got {tuple(y.shape)}")
+    eps = checks.positive_number("eps", eps)
     dtype = x.dtype
     xf = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     xf = xf - xf.mean(dim=[2, 3], keepdim=True)
@@ -36,7 +38,7 @@ class AdaIN(nn.Module):
     starts near 1), then :func:`adaptive_instance_norm`.
 
     Args:
-        num_features: channels C of x; w_dim: style size; eps: variance epsilon.
+        num_features: channels C of x; w_dim: style size; eps: variance epsilon (a finite number > 0).
 
     Shapes:
         ``forward(x [N, C, H, W], w [N, w_dim])`` -> [N, C, H, W].
@@ -46,7 +48,7 @@ class AdaIN(nn.Module):
         super().__init__()
         self.num_features = checks.positive_int("num_features", num_features)
         self.w_dim = checks.positive_int("w_dim", w_dim)
-        self.eps = eps
+        self.eps = checks.positive_number("eps", eps)
         self.affine = FullyConnectedLayer(w_dim, 2 * num_features)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from .. import activations, checks, ops
-from ._resample import conv2d_resample
-from ._util import check_input
+from ._resample import conv2d_resample_unchecked
+from ._util import check_activation, check_input, make_filter
 
 __all__ = ["FullyConnectedLayer", "Conv2dLayer"]
 
@@ -30,8 +30,8 @@ class FullyConnectedLayer(nn.Module):
         in_features, out_features: sizes.
         bias: learn a bias.
         activation: any ``bias_act`` activation ('linear', 'lrelu', ...), with its default gain.
-        lr_multiplier: learning-rate multiplier (the mapping network uses 0.01).
-        bias_init: initial bias value (a number, or a sequence of ``out_features`` values).
+        lr_multiplier: learning-rate multiplier, a finite number > 0 (the mapping network uses 0.01).
+        bias_init: initial bias value (a finite number, or a sequence of ``out_features`` of them).
 
     Shapes:
         x: [..., in_features] -> [..., out_features].
@@ -40,16 +40,16 @@ class FullyConnectedLayer(nn.Module):
     def __init__(self, in_features: int, out_features: int, bias: bool = True, activation: str = "linear",
                  lr_multiplier: float = 1.0, bias_init=0.0):
         super().__init__()
-        checks.positive_int("in_features", in_features)
-        checks.positive_int("out_features", out_features)
-        activations.get(activation)
+        in_features = checks.positive_int("in_features", in_features)
+        out_features = checks.positive_int("out_features", out_features)
         self.in_features = in_features
         self.out_features = out_features
-        self.activation = activation
+        self.activation = check_activation("activation", activation)
+        lr_multiplier = checks.positive_number("lr_multiplier", lr_multiplier)
+        init = _bias_init(bias_init, out_features) if bias else None
         self.weight = nn.Parameter(torch.randn([out_features, in_features]) / lr_multiplier)
         if bias:
-            init = torch.as_tensor(bias_init, dtype=torch.float32)
-            self.bias = nn.Parameter(torch.broadcast_to(init, [out_features]).clone())
+            self.bias = nn.Parameter(init)
         else:
             self.register_parameter("bias", None)
         self.weight_gain = lr_multiplier / math.sqrt(in_features)
@@ -72,6 +72,21 @@ class FullyConnectedLayer(nn.Module):
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, activation={self.activation}"
+
+
+def _bias_init(value, out_features: int) -> torch.Tensor:
+    """bias_init (a number or out_features numbers, all finite) as a float32 [out_features] tensor."""
+    try:
+        init = torch.as_tensor(value, dtype=torch.float32)
+    except (TypeError, ValueError, RuntimeError):
+        raise TypeError(f"bias_init must be a number or a sequence of {out_features} numbers (out_features), "
+                        f"got {value!r}") from None
+    if init.ndim > 1 or (init.ndim == 1 and init.shape[0] not in (1, out_features)):
+        raise ValueError(f"bias_init must be a number or a sequence of {out_features} numbers (out_features), "
+                         f"got shape {tuple(init.shape)}")
+    if not bool(torch.isfinite(init).all()):
+        raise ValueError(f"bias_init must be finite, got {value!r}")
+    return torch.broadcast_to(init, [out_features]).clone()
 
 
 class Conv2dLayer(nn.Module):
@@ -101,18 +116,18 @@ class Conv2dLayer(nn.Module):
                  resample_filter: Optional[Sequence[float]] = (1, 3, 3, 1), conv_clamp: Optional[float] = None,
                  channels_last: bool = False, trainable: bool = True):
         super().__init__()
-        checks.positive_int("in_channels", in_channels)
-        checks.positive_int("out_channels", out_channels)
-        checks.positive_int("kernel_size", kernel_size)
+        in_channels = checks.positive_int("in_channels", in_channels)
+        out_channels = checks.positive_int("out_channels", out_channels)
+        kernel_size = checks.positive_int("kernel_size", kernel_size)
         self.up = checks.positive_int("up", up)
         self.down = checks.positive_int("down", down)
         self.in_channels = in_channels
         self.out_channels = out_channels
         self.kernel_size = kernel_size
-        self.activation = activation
+        self.activation = check_activation("activation", activation)
         self.conv_clamp = checks.optional_number("conv_clamp", conv_clamp, minimum=0)
         self.act_gain = activations.get(activation).def_gain
-        self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
+        self.register_buffer("resample_filter", make_filter("resample_filter", resample_filter))
         self.padding = kernel_size // 2
         self.weight_gain = 1 / math.sqrt(in_channels * kernel_size ** 2)
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
@@ -127,10 +142,11 @@ class Conv2dLayer(nn.Module):
 
     def forward(self, x: torch.Tensor, gain: float = 1.0) -> torch.Tensor:
         check_input("x", x, 4, self.in_channels, "[N, in_channels, H, W]")
+        gain = checks.number("gain", gain)
         w = self.weight * self.weight_gain
         f = self.resample_filter if (self.up > 1 or self.down > 1) else None
-        x = conv2d_resample(x, w.to(x.dtype), f, up=self.up, down=self.down, padding=self.padding,
-                            flip_weight=(self.up == 1))
+        x = conv2d_resample_unchecked(x, w.to(x.dtype), f, up=self.up, down=self.down, padding=self.padding,
+                                      flip_weight=(self.up == 1))
         act_gain = self.act_gain * gain
         act_clamp = self.conv_clamp * gain if self.conv_clamp is not None else None
         b = self.bias.to(x.dtype) if self.bias is not None else None

@@ -8,13 +8,17 @@ import torch
 from torch import nn
 
 from .. import checks
+from ._util import check_activation
 from .equalized import FullyConnectedLayer
 
 __all__ = ["MappingNetwork", "normalize_2nd_moment"]
 
 
 def normalize_2nd_moment(x: torch.Tensor, dim: int = 1, eps: float = 1e-8) -> torch.Tensor:
-    """``x / sqrt(mean(x^2, dim) + eps)``: projects latents onto the sphere of radius sqrt(dim size)."""
+    """``x / sqrt(mean(x^2, dim) + eps)``: projects latents onto the sphere of radius sqrt(dim size).
+
+    ``eps`` is a finite number > 0."""
+    checks.positive_number("eps", eps)
     return x * (x.square().mean(dim=dim, keepdim=True) + eps).rsqrt()
 
 
@@ -35,8 +39,8 @@ class MappingNetwork(nn.Module):
         num_layers: depth of the MLP.
         embed_features, layer_features: hidden sizes (default w_dim).
         activation: hidden activation.
-        lr_multiplier: learning-rate multiplier of every layer.
-        w_avg_beta: decay of the w average; None disables tracking (and truncation).
+        lr_multiplier: learning-rate multiplier of every layer (a finite number > 0).
+        w_avg_beta: decay of the w average, in [0, 1); None disables tracking (and truncation).
 
     Shapes:
         ``forward(z [N, z_dim] or None, c [N, c_dim] or None, truncation_psi=1, truncation_cutoff=None,
@@ -48,14 +52,22 @@ class MappingNetwork(nn.Module):
                  embed_features: Optional[int] = None, layer_features: Optional[int] = None,
                  activation: str = "lrelu", lr_multiplier: float = 0.01, w_avg_beta: Optional[float] = 0.998):
         super().__init__()
-        checks.positive_int("z_dim", z_dim, minimum=0)
-        checks.positive_int("c_dim", c_dim, minimum=0)
-        checks.positive_int("w_dim", w_dim)
-        checks.positive_int("num_layers", num_layers)
+        z_dim = checks.positive_int("z_dim", z_dim, minimum=0)
+        c_dim = checks.positive_int("c_dim", c_dim, minimum=0)
+        w_dim = checks.positive_int("w_dim", w_dim)
+        num_layers = checks.positive_int("num_layers", num_layers)
         if num_ws is not None:
-            checks.positive_int("num_ws", num_ws)
+            num_ws = checks.positive_int("num_ws", num_ws)
         if z_dim == 0 and c_dim == 0:
             raise ValueError("MappingNetwork needs z_dim > 0 or c_dim > 0")
+        if embed_features is not None:
+            embed_features = checks.positive_int("embed_features", embed_features)
+        if layer_features is not None:
+            layer_features = checks.positive_int("layer_features", layer_features)
+        check_activation("activation", activation)
+        checks.positive_number("lr_multiplier", lr_multiplier)
+        if w_avg_beta is not None:
+            w_avg_beta = checks.number("w_avg_beta", w_avg_beta, 0, 1, strict_max=True)
         self.z_dim, self.c_dim, self.w_dim, self.num_ws = z_dim, c_dim, w_dim, num_ws
         self.num_layers = num_layers
         self.w_avg_beta = w_avg_beta
@@ -94,6 +106,9 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{idx}")(x)
 
         if update_emas and self.num_ws is not None and self.w_avg_beta is not None:
+            if x.shape[0] == 0:
+                raise ValueError("update_emas=True needs at least one sample: the batch (z / c) is empty, and its "
+                                 "mean would turn w_avg into NaN")
             with torch.no_grad():
                 self.w_avg.copy_(x.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
 
@@ -101,13 +116,14 @@ class MappingNetwork(nn.Module):
             x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
 
         if truncation_psi != 1:
+            truncation_psi = checks.number("truncation_psi", truncation_psi)
             if self.num_ws is None or self.w_avg_beta is None:
                 raise ValueError("truncation_psi != 1 needs num_ws and w_avg_beta (a tracked w_avg)")
             w_avg = self.w_avg.to(x.dtype)
             if truncation_cutoff is None:
                 x = w_avg.lerp(x, truncation_psi)
             else:
-                checks.positive_int("truncation_cutoff", truncation_cutoff, minimum=0)
+                truncation_cutoff = checks.positive_int("truncation_cutoff", truncation_cutoff, minimum=0)
                 keep = torch.arange(self.num_ws, device=x.device).reshape(1, -1, 1) < truncation_cutoff
                 x = torch.where(keep, w_avg.lerp(x, truncation_psi), x)
         return x

@@ -40,12 +40,14 @@ class MinibatchStdLayer(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         checks.tensor("x", x, ndim=4, shape_hint="[N, C, H, W]")
         n, c, h, w = x.shape
-        g = min(self.group_size, n) if self.group_size is not None else n
         f = self.num_channels
-        if n % g != 0:
-            raise ValueError(f"x: the batch size {n} must be divisible by the group size {g} (group_size)")
         if c % f != 0:
             raise ValueError(f"x: the channel count {c} must be divisible by num_channels={f}")
+        if n == 0:  # no samples, no groups: the (empty) std maps are appended all the same
+            return torch.cat([x, x.new_zeros(0, f, h, w)], dim=1)
+        g = min(self.group_size, n) if self.group_size is not None else n
+        if n % g != 0:
+            raise ValueError(f"x: the batch size {n} must be divisible by the group size {g} (group_size)")
         y = x.reshape(g, -1, f, c // f, h, w)      # [G, M, F, c, H, W]
         y = y - y.mean(dim=0)                      # deviation from the group mean
         y = y.square().mean(dim=0)                 # [M, F, c, H, W] variance

@@ -16,7 +16,8 @@ gradients. Remove it with ``torch.nn.utils.parametrize.remove_parametrizations``
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable, Iterator, Optional, Tuple, Type
+import importlib
+from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
@@ -26,7 +27,13 @@ from torch.nn.utils import parametrize
 from .. import backend, checks, ops
 from ..reference.spectral_normalize import weight_to_matrix
 
-__all__ = ["SpectralNorm", "spectral_norm", "apply_spectral_norm", "spectral_norm_step", "DEFAULT_SN_TYPES"]
+__all__ = ["SpectralNorm", "spectral_norm", "apply_spectral_norm", "spectral_norm_step", "DEFAULT_SN_TYPES",
+           "find_spectral_norm_layers", "spectral_normalize_all"]
+
+
+class _DimError(IndexError, ValueError):
+    """A ``dim`` out of range: an IndexError as PyTorch's spectral_norm raises, and a ValueError as gan_fast's
+    argument errors are."""
 
 _TRANSPOSED = (nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
 DEFAULT_SN_TYPES: Tuple[Type[nn.Module], ...] = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d) + _TRANSPOSED
@@ -49,16 +56,17 @@ class SpectralNorm(nn.Module):
 
     def __init__(self, weight: torch.Tensor, n_power_iterations: int = 1, dim: int = 0, eps: float = 1e-12):
         super().__init__()
+        checks.tensor("weight", weight, shape_hint="[d0, ...] (at least one dimension)", complex_ok=True)
         ndim = weight.ndim
-        if isinstance(dim, bool) or not isinstance(dim, int) or not -ndim <= dim < ndim:
-            raise IndexError(f"dim must be in [{-ndim}, {ndim - 1}] for a weight of shape {tuple(weight.shape)}, "
-                             f"got {dim!r}")
-        if isinstance(n_power_iterations, bool) or not isinstance(n_power_iterations, int) \
-                or n_power_iterations <= 0:
-            raise ValueError(f"n_power_iterations must be a positive int, got {n_power_iterations!r}")
-        eps = checks.optional_number("eps", eps)
-        if eps is None or eps <= 0:
-            raise ValueError(f"eps must be > 0, got {eps}")
+        if ndim == 0:
+            raise ValueError("weight must have at least one dimension to be spectrally normalised, got a 0-d tensor")
+        if isinstance(dim, bool) or not isinstance(dim, int):
+            raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+        if not -ndim <= dim < ndim:
+            raise _DimError(f"dim must be in [{-ndim}, {ndim - 1}] for a weight of shape {tuple(weight.shape)}, "
+                            f"got {dim!r}")
+        n_power_iterations = checks.positive_int("n_power_iterations", n_power_iterations)
+        eps = checks.positive_number("eps", eps)
         self.dim = dim % ndim
         self.eps = eps
         self.n_power_iterations = n_power_iterations
@@ -105,12 +113,19 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
             a tensor attribute ``name``).
         name: the weight attribute.
         n_power_iterations: power iterations per training forward (>= 1).
-        eps: normalisation epsilon.
+        eps: normalisation epsilon (a finite number > 0).
         dim: the output dimension; default 1 for ConvTranspose{1,2,3}d, else 0.
+
+    The weight may be real or complex (as PyTorch's; complex weights run the reference
+    implementation) and may have empty dimensions (sigma is then 0, as PyTorch computes it).
 
     Returns:
         ``module``, with ``module.parametrizations.<name>[0]`` the SpectralNorm instance.
     """
+    if not isinstance(module, nn.Module):
+        raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (the weight attribute), got {type(name).__name__}")
     weight = getattr(module, name, None)
     if not isinstance(weight, torch.Tensor):
         raise ValueError(f"Module '{module}' has no parameter or buffer with name '{name}'")
@@ -128,7 +143,16 @@ def apply_spectral_norm(model: nn.Module, types: Iterable[Type[nn.Module]] = DEF
     tensor ``name`` and is not already parametrized on it. ``predicate(qualified_name,
     module)`` can exclude modules. Returns ``model``.
     """
-    types = tuple(types)
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    types = _module_types(types)
+    if predicate is not None and not callable(predicate):
+        raise TypeError(f"predicate must be None or a callable (qualified_name, module) -> bool, "
+                        f"got {type(predicate).__name__}")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str (the weight attribute), got {type(name).__name__}")
+    checks.positive_int("n_power_iterations", n_power_iterations)  # before any module is changed
+    checks.positive_number("eps", eps)
     targets = []
     for qual, mod in model.named_modules():
         if not isinstance(mod, types) or not isinstance(getattr(mod, name, None), torch.Tensor):
@@ -143,6 +167,62 @@ def apply_spectral_norm(model: nn.Module, types: Iterable[Type[nn.Module]] = DEF
     return model
 
 
+def _module_types(types) -> Tuple[Type[nn.Module], ...]:
+    """``types`` (an nn.Module subclass or an iterable of them) as a tuple; TypeError naming types otherwise."""
+    if isinstance(types, type):
+        types = (types,)
+    elif isinstance(types, str) or not isinstance(types, Iterable):
+        raise TypeError(f"types must be an nn.Module subclass or an iterable of them, got {types!r}")
+    types = tuple(types)
+    for t in types:
+        if not (isinstance(t, type) and issubclass(t, nn.Module)):
+            raise TypeError(f"types must hold nn.Module subclasses (e.g. nn.Linear, nn.Conv2d), got {t!r}")
+    return types
+
+
+def find_spectral_norm_layers(model: nn.Module) -> List[Tuple[nn.Module, str, SpectralNorm]]:
+    """(module, tensor name, SpectralNorm) for every gan_fast spectral-norm parametrization in ``model`` that the
+    batched path can serve: the only parametrization on that tensor, with a real weight of >= 2 dims and no
+    empty dimension (the others compute themselves, through ``ops.spectral_normalize``)."""
+    found = []
+    for mod in model.modules():
+        plist = getattr(mod, "parametrizations", None)
+        if plist is None or not parametrize.is_parametrized(mod):
+            continue
+        for name, chain in plist.items():
+            w = chain.original
+            if len(chain) == 1 and isinstance(chain[0], SpectralNorm) and w.ndim >= 2 and w.numel() > 0 \
+                    and w.is_floating_point():
+                found.append((mod, name, chain[0]))
+    return found
+
+
+def spectral_normalize_all(model: nn.Module, impl: Optional[str] = None) -> List[Tuple[SpectralNorm, torch.Tensor]]:
+    """Runs every gan_fast spectral-norm parametrization of ``model`` that a fused backend can serve, in batched
+    launches (one group per device, dtype, iteration count and eps).
+
+    Returns [(SpectralNorm instance, W / sigma)] for the layers served; u/v buffers of layers in training
+    mode are updated in place, exactly as their own forward would. Layers on devices without the fused
+    backend are left out (they compute themselves).
+    """
+    groups: Dict[tuple, list] = {}
+    for mod, name, sn in find_spectral_norm_layers(model):
+        w = mod.parametrizations[name].original
+        n = sn.n_power_iterations if sn.training else 0
+        groups.setdefault((w.device, w.dtype, n, float(sn.eps)), []).append((sn, w))
+    result: List[Tuple[SpectralNorm, torch.Tensor]] = []
+    ops_mod = importlib.import_module("gan_fast.ops.spectral_normalize")  # gan_fast.ops re-exports the function
+    for (device, _dtype, n, eps), items in groups.items():
+        if backend.resolve("spectral_normalize", impl, device, ops_mod.FAST_BACKENDS) != "triton":
+            continue
+        from ..fused.spectral_norm_multi import spectral_normalize_many  # noqa: PLC0415 - needs triton
+
+        ys = spectral_normalize_many([w for _, w in items], [sn._u for sn, _ in items], [sn._v for sn, _ in items],
+                                     [sn.dim for sn, _ in items], n, eps, update=n > 0)
+        result.extend((sn, y) for (sn, _), y in zip(items, ys))
+    return result
+
+
 @contextlib.contextmanager
 def spectral_norm_step(model: nn.Module, impl: Optional[str] = None) -> Iterator[None]:
     """Computes every spectral-normed weight of ``model`` in one fused launch per step.
@@ -154,10 +234,16 @@ def spectral_norm_step(model: nn.Module, impl: Optional[str] = None) -> Iterator
     Where no fused backend can run (CPU tensors, no triton), the block changes
     nothing and each layer computes itself.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if backend.normalize_impl(impl) == "ref" or not backend.triton_status()[0]:
         yield
         return
-    from ..fused.spectral_norm_multi import spectral_norm_step as fused_step  # noqa: PLC0415 - needs triton
-
-    with fused_step(model, impl):
+    served = spectral_normalize_all(model, impl)
+    for sn, y in served:
+        sn.precomputed = y
+    try:
         yield
+    finally:
+        for sn, _ in served:
+            sn.precomputed = None

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import activations, checks, ops
-from ._util import check_input
+from ._util import check_activation, check_input, make_filter
 from .equalized import FullyConnectedLayer
 
 __all__ = ["ModulatedConv2d", "SynthesisLayer", "ToRGB"]
@@ -55,9 +55,10 @@ class ModulatedConv2d(nn.Module):
                  down: int = 1, demodulate: bool = True, resample_filter: Optional[Sequence[float]] = (1, 3, 3, 1),
                  channels_last: bool = False):
         super().__init__()
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels), ("w_dim", w_dim),
-                            ("kernel_size", kernel_size), ("up", up), ("down", down)):
-            checks.positive_int(name, value)
+        in_channels, out_channels, w_dim, kernel_size, up, down = (
+            checks.positive_int(name, value) for name, value in (
+                ("in_channels", in_channels), ("out_channels", out_channels), ("w_dim", w_dim),
+                ("kernel_size", kernel_size), ("up", up), ("down", down)))
         if resample_filter is None and (up > 1 or down > 1):
             raise ValueError("resample_filter is required when up or down > 1")
         self.in_channels, self.out_channels, self.w_dim = in_channels, out_channels, w_dim
@@ -70,7 +71,7 @@ class ModulatedConv2d(nn.Module):
         self.weight = nn.Parameter(
             torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
         if resample_filter is not None:
-            self.register_buffer("resample_filter", ops.setup_filter(resample_filter))
+            self.register_buffer("resample_filter", make_filter("resample_filter", resample_filter))
         else:
             self.resample_filter = None
 
@@ -139,7 +140,7 @@ class SynthesisLayer(ModulatedConv2d):
                          resample_filter=resample_filter, channels_last=channels_last)
         self.resolution = checks.positive_int("resolution", resolution)
         self.use_noise = bool(use_noise)
-        self.activation = activation
+        self.activation = check_activation("activation", activation)
         self.act_gain = activations.get(activation).def_gain
         self.conv_clamp = checks.optional_number("conv_clamp", conv_clamp, minimum=0)
         if use_noise:
@@ -149,8 +150,8 @@ class SynthesisLayer(ModulatedConv2d):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random",
                 fused_modconv: Optional[bool] = None, gain: float = 1.0) -> torch.Tensor:
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        checks.choice("noise_mode", noise_mode, NOISE_MODES)
+        gain = checks.number("gain", gain)
         self._check(x, w)
         in_res = self.resolution // self.up
         if x.shape[2] != in_res or x.shape[3] != in_res:

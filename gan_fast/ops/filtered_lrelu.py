@@ -10,10 +10,13 @@ import torch
 
 from .. import backend, checks, self_test
 from ..reference import filtered_lrelu as reference
+from ._dispatch import cast_to, exact_impl
 
 # Fast backends by device type, in order of preference. CPU: the reference (the Triton interpreter is a test
 # mode; no C++ kernel was measured faster than the composition there).
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
+# The kernels compute in float32: float64 runs ref when automatic and is refused when asked for (TypeError).
+FLOAT32_ONLY = ("triton",)
 FACTORS = (1, 2, 4)  # the up/down factors of the public op (gan_fast.compat takes any integer, through ref)
 
 
@@ -29,17 +32,6 @@ class Args(NamedTuple):
     slope: float
     clamp: Optional[float]
     flip_filter: bool
-
-
-def _finite(name: str, value, minimum: Optional[float] = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)  # numpy scalars (StyleGAN3 passes gain=np.sqrt(2)) included
-    if not math.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    return value
 
 
 def _factor(name: str, value, any_factor: bool) -> int:
@@ -87,14 +79,15 @@ def validate(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, a
     up = _factor("up", up, any_factor)
     down = _factor("down", down, any_factor)
     pad = checks.padding4("padding", padding)
-    gain = _finite("gain", gain)
-    slope = _finite("slope", slope)
-    clamp = None if clamp is None else _finite("clamp", clamp, minimum=0)
+    gain = checks.number("gain", gain)
+    slope = checks.number("slope", slope)
+    clamp = checks.optional_number("clamp", clamp, minimum=0)
     oh, ow = output_size(x.shape[2], x.shape[3], fu, fd, up, down, pad)
     if oh < 1 or ow < 1:
         raise ValueError(f"filtered_lrelu: padding {pad}, up {up}, down {down} and filters of shapes "
                          f"{None if fu is None else tuple(fu.shape)} / {None if fd is None else tuple(fd.shape)} "
                          f"leave no output for x of shape {tuple(x.shape)} (output would be {oh}x{ow})")
+    fu, fd, b = cast_to(x, fu, fd, b)
     return Args(fu, fd, b, up, down, pad, gain, slope, clamp, bool(flip_filter))
 
 
@@ -137,10 +130,10 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
     its whole output tile (about 21 x 21 outputs) rather than only the outputs within the filters' reach.
     """
     a = validate(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter)
-    chosen = backend.resolve("filtered_lrelu", impl, x.device, FAST_BACKENDS, dtype=x.dtype)
-    if chosen == "triton" and x.dtype == torch.float64 and backend.normalize_impl(impl) is None:
-        chosen = "ref"  # the kernels compute in float32: the automatic choice keeps float64 exact
-    if chosen == "ref":
+    chosen = exact_impl("filtered_lrelu", impl,
+                        backend.resolve("filtered_lrelu", impl, x.device, FAST_BACKENDS, dtype=x.dtype), x.dtype,
+                        FLOAT32_ONLY)
+    if chosen == "ref" or x.numel() == 0:  # an empty x never reaches a kernel
         return reference.filtered_lrelu(x, *a)
     from ..fused import filtered_lrelu as fused  # noqa: PLC0415 - fast paths load lazily
 

@@ -22,26 +22,34 @@ def gradient_norm_penalty(grads: torch.Tensor, center: float = 0.0, one_sided: b
     graph from ``autograd.grad(..., create_graph=True)``).
 
     Args:
-        grads: [N, ...], floating; accumulated in float32 at least.
-        center: the target norm (>= 0).
+        grads: [N, ...], floating; accumulated in float32 at least. N = 0 is valid with
+            reduction 'none' (an empty [0] tensor) or 'sum' (0); 'mean' raises ValueError.
+        center: the target norm, a finite number >= 0.
         one_sided: penalise only norms above ``center``.
         reduction: 'mean' | 'sum' | 'none' (a [N] float32-or-wider tensor).
         impl: None (automatic), 'ref', 'triton' or 'cpp'.
     """
     checks.tensor("grads", grads, shape_hint="[N, ...]")
-    if grads.ndim < 1 or grads.shape[0] == 0:
-        raise ValueError(f"grads must be [N, ...] with N >= 1, got shape {tuple(grads.shape)}")
-    center = checks.optional_number("center", center, minimum=0)
-    if center is None:
-        raise TypeError("center must be a number >= 0, got None")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if grads.ndim < 1:
+        raise ValueError("grads must be [N, ...] with a batch dimension, got a 0-d tensor")
+    center = checks.number("center", center, minimum=0)
+    reduction = check_reduction(reduction, grads.shape[0], "grads")
     impl = backend.resolve("gradient_norm_penalty", impl, grads.device, FAST_BACKENDS, grads.dtype)
-    if impl == "ref":
+    if impl == "ref" or grads.numel() == 0:  # an empty batch (or empty samples) never reaches a kernel
         return reference.gradient_norm_penalty(grads, center, bool(one_sided), reduction)
     from ..fused import gradient_norm_penalty as fused  # noqa: PLC0415
 
     return fused.gradient_norm_penalty(grads, center, bool(one_sided), reduction, impl)
+
+
+def check_reduction(reduction, batch: int, name: str) -> str:
+    """``reduction`` checked, given the batch size of ``name``: no mean over an empty batch."""
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if batch == 0 and reduction == "mean":
+        raise ValueError(f"reduction='mean' over an empty batch ({name} has N = 0 samples) is undefined; use "
+                         "reduction='sum' (0) or 'none' (an empty tensor)")
+    return reduction
 
 
 def _self_test_cases():

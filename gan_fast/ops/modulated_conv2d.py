@@ -8,9 +8,12 @@ import torch
 
 from .. import backend, checks, self_test
 from ..reference import modulated_conv2d as reference
-from .upfirdn2d import filter_size, setup_filter
+from ._dispatch import cast_to, exact_impl
+from .upfirdn2d import filter_size, output_length, setup_filter
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
+# The Triton kernels (demodulation coefficients, scaling, FIR) compute in float32: float64 runs ref.
+FLOAT32_ONLY = ("triton",)
 
 
 def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
@@ -38,23 +41,44 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
         flip_weight: False = true convolution, True = correlation (as StyleGAN2).
         fused_modconv: grouped conv with per-sample weights (True) or scaling
             activations around one shared conv (False); the same result.
-        impl: None (automatic), 'ref', 'triton', 'cpp' or 'cuda'.
+        impl: None (automatic), 'ref' or 'triton'. The Triton kernels compute in float32: float64
+            x runs ``ref`` when automatic, and ``impl='triton'`` refuses it (TypeError).
+
+    weight, styles, noise and resample_filter are cast to x's dtype first (on every backend). Empty
+    inputs (N, O or I = 0) are valid: with I = 0 the convolution is zero (the output is the noise).
 
     Returns:
         [N, O, H', W'], H' = H * up / down for kernel size k and padding k // 2.
     """
     check_modulation_args(x, weight, styles, noise)
-    up, down, pad, _ = check_resampling_args("modulated_conv2d", x, weight, up, down, padding, resample_filter,
-                                             styles=styles, noise=noise)
+    up, down, pad, out_hw = check_resampling_args("modulated_conv2d", x, weight, up, down, padding, resample_filter,
+                                                  styles=styles, noise=noise)
+    check_noise(noise, (x.shape[0], weight.shape[0]) + out_hw)
+    weight, styles, noise, resample_filter = cast_to(x, weight, styles, noise, resample_filter)
 
-    impl = backend.resolve("modulated_conv2d", impl, x.device, FAST_BACKENDS, x.dtype)
-    if impl == "ref":
+    chosen = exact_impl("modulated_conv2d", impl,
+                        backend.resolve("modulated_conv2d", impl, x.device, FAST_BACKENDS, x.dtype), x.dtype,
+                        FLOAT32_ONLY)
+    if chosen == "ref" or x.numel() == 0 or weight.numel() == 0:  # empty inputs never reach a kernel
         return reference.modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter,
                                           bool(demodulate), bool(flip_weight), bool(fused_modconv))
     from ..fused import modulated_conv2d as fused  # noqa: PLC0415
 
     return fused.modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter, bool(demodulate),
-                                  bool(flip_weight), bool(fused_modconv), impl)
+                                  bool(flip_weight), bool(fused_modconv), chosen)
+
+
+def check_noise(noise: Optional[torch.Tensor], out_shape: Tuple[int, int, int, int]) -> None:
+    """ValueError naming noise unless it broadcasts to the output [N, O, H', W'] (without growing it)."""
+    if noise is None:
+        return
+    try:
+        ok = tuple(torch.broadcast_shapes(noise.shape, out_shape)) == tuple(out_shape)
+    except RuntimeError:
+        ok = False
+    if not ok:
+        raise ValueError(f"noise must be broadcastable to the output {list(out_shape)} ([N, O, H', W']), "
+                         f"got {tuple(noise.shape)}")
 
 
 def check_modulation_args(x, weight, styles, noise) -> None:
@@ -74,8 +98,7 @@ def check_modulation_args(x, weight, styles, noise) -> None:
 def check_resampling_args(op: str, x, weight, up, down, padding, resample_filter, **others):
     """Validates up, down, padding and resample_filter (and that x, weight, the filter and ``others`` share a
     device); returns (up, down, (x0, x1, y0, y1), (H', W'))."""
-    if resample_filter is not None:
-        checks.tensor("resample_filter", resample_filter, ndim=(1, 2), shape_hint="[fh, fw] or [ft]")
+    filter_size(resample_filter, "resample_filter")
     checks.same_device(x=x, weight=weight, resample_filter=resample_filter, **others)
     up = checks.positive_int("up", up)
     down = checks.positive_int("down", down)
@@ -86,8 +109,9 @@ def check_resampling_args(op: str, x, weight, up, down, padding, resample_filter
 
 
 def check_output_size(op: str, x, weight, f, up, down, pad) -> Tuple[int, int]:
-    """The output's (H', W') for padding (x0, x1, y0, y1); ValueError when the layer leaves no output."""
-    fw, fh = filter_size(f)
+    """The output's (H', W') for padding (x0, x1, y0, y1); ValueError when the layer leaves no output or a size
+    would not fit in int64."""
+    fw, fh = filter_size(f, "resample_filter")
     kh, kw = weight.shape[2:]
     sizes = []
     for length, k, flen, p0, p1 in ((x.shape[2], kh, fh, pad[2], pad[3]), (x.shape[3], kw, fw, pad[0], pad[1])):
@@ -95,13 +119,14 @@ def check_output_size(op: str, x, weight, f, up, down, pad) -> Tuple[int, int]:
             p0, p1 = p0 + (flen + up - 1) // 2, p1 + (flen - up) // 2
         if down > 1:
             p0, p1 = p0 + (flen - down + 1) // 2, p1 + (flen - down) // 2
-        n = length * up + p0 + p1 - k + 1
-        if up > 1 or down > 1:
-            n -= flen - 1
+        taps = k + (flen - 1 if up > 1 or down > 1 else 0)
+        n = output_length(f"{op} (up, padding)", length, up, 1, p0, p1, taps)  # the stride-1 length
         sizes.append((n - 1) // down + 1 if n > 0 else n)
     if min(sizes) < 1:
         raise ValueError(f"{op}: kernel {kh}x{kw} with padding {pad}, up {up}, down {down} leaves no "
                          f"output for x of shape {tuple(x.shape)}")
+    checks.fits_int64(f"{op} (up, padding)", x.shape[0] * weight.shape[0] * sizes[0] * sizes[1], "the output's size")
+    checks.fits_int64("down", down, "a factor")
     return sizes[0], sizes[1]
 
 

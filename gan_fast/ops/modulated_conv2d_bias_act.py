@@ -10,7 +10,8 @@ from .. import activations, backend, checks, self_test
 from ..reference import bias_act as bias_act_reference
 from ..reference import modulated_conv2d as modconv_reference
 from .bias_act import activation_args, bias_act
-from .modulated_conv2d import check_modulation_args, check_resampling_args, modulated_conv2d
+from ._dispatch import cast_to
+from .modulated_conv2d import check_modulation_args, check_noise, check_resampling_args, modulated_conv2d
 from .upfirdn2d import setup_filter
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
@@ -57,7 +58,10 @@ def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: tor
             None: ``DEFAULT_ALGORITHM`` ('cudnn' until a GPU benchmark says otherwise).
         impl: None (automatic: 'triton' on CUDA; elsewhere the composition of
             ``modulated_conv2d`` and ``bias_act``, each on its own automatic backend),
-            'ref' or 'triton'.
+            'ref' or 'triton' (exact in float64 too: its float64 path computes in float64).
+
+    weight, styles, bias, noise and resample_filter are cast to x's dtype first (on every backend).
+    Empty inputs (N, O or I = 0) are valid and run the reference composition.
 
     Returns:
         [N, O, H', W'] in x's dtype (the autocast dtype under autocast); differentiable to
@@ -71,16 +75,16 @@ def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: tor
             raise ValueError(f"bias must have shape [{out_ch}] (O = weight.shape[0]), got {tuple(bias.shape)}")
     up, down, pad, (oh, ow) = check_resampling_args("modulated_conv2d_bias_act", x, weight, up, down, padding,
                                                     resample_filter, styles=styles, bias=bias, noise=noise)
-    out_shape = (x.shape[0], out_ch, oh, ow)
-    if noise is not None and _broadcast_shape(noise.shape, out_shape) != out_shape:
-        raise ValueError(f"noise must be broadcastable to the output {list(out_shape)} ([N, O, H', W']), "
-                         f"got {tuple(noise.shape)}")
+    check_noise(noise, (x.shape[0], out_ch, oh, ow))
     spec = activations.get(act)
     alpha, gain, clamp = activation_args(spec, alpha, gain, clamp)
     algorithm = _check_algorithm(algorithm, up, down, pad, flip_weight)
+    weight, styles, bias, noise, resample_filter = cast_to(x, weight, styles, bias, noise, resample_filter)
 
     # Each algorithm is self-tested (and falls back) on its own: an opt-in one cannot disable the default.
     chosen = backend.resolve(_SELF_TEST_NAMES[algorithm], impl, x.device, FAST_BACKENDS, x.dtype)
+    if x.numel() == 0 or weight.numel() == 0:
+        chosen = "ref"  # empty inputs never reach a kernel
     if chosen == "ref" and impl is None:
         # No fused backend here (e.g. CPU): the composition of the public ops, each on its own best backend.
         y = modulated_conv2d(x, weight, styles, noise, up, down, pad, resample_filter, bool(demodulate),
@@ -95,13 +99,6 @@ def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: tor
     return fused.modulated_conv2d_bias_act(x, weight, styles, bias, noise, up, down, pad, resample_filter,
                                            bool(demodulate), bool(flip_weight), spec.code, alpha, gain, clamp,
                                            algorithm, chosen)
-
-
-def _broadcast_shape(a, b):
-    try:
-        return tuple(torch.broadcast_shapes(a, b))
-    except RuntimeError:
-        return None
 
 
 def _check_algorithm(algorithm, up, down, pad, flip_weight) -> str:

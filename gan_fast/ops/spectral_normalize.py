@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
 from .. import backend, checks, self_test
 from ..reference import spectral_normalize as reference
+from ._dispatch import cast_to, exact_impl
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
 
@@ -23,38 +25,40 @@ def spectral_normalize(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, d
     PyTorch does. This is what ``gan_fast.nn.spectral_norm`` runs every forward.
 
     Args:
-        weight: [d0, ...] with at least one dimension.
-        u: [weight.shape[dim]]; v: [numel / weight.shape[dim]] (unused for 1-D weights).
+        weight: [d0, ...] with at least one dimension; floating or complex (complex runs ``ref``).
+        u: [weight.shape[dim]]; v: [product of the other dims] (unused for 1-D weights); both
+            cast to weight's dtype. An empty weight (some dim 0) is valid: sigma is 0.
         dim: the output dimension (0 for Linear/Conv, 1 for ConvTranspose).
         n_iterations: >= 0; eps: > 0.
 
     Returns:
         (weight / sigma of weight's shape, differentiable w.r.t. weight; u; v).
     """
-    checks.tensor("weight", weight)
+    checks.tensor("weight", weight, complex_ok=True)
     if weight.ndim == 0:
-        raise ValueError("weight must have at least one dimension")
+        raise ValueError("weight must have at least one dimension, got a 0-d tensor")
     if isinstance(dim, bool) or not isinstance(dim, int) or not -weight.ndim <= dim < weight.ndim:
         raise ValueError(f"dim must be an int in [{-weight.ndim}, {weight.ndim - 1}], got {dim!r}")
     dim = dim % weight.ndim
     h = weight.shape[dim]
-    w = weight.numel() // max(h, 1)
-    checks.tensor("u", u, ndim=1, shape_hint=f"[{h}]")
-    checks.tensor("v", v, ndim=1, shape_hint=f"[{w}]")
+    w = math.prod(s for i, s in enumerate(weight.shape) if i != dim)
+    checks.tensor("u", u, ndim=1, shape_hint=f"[{h}]", complex_ok=True)
+    checks.tensor("v", v, ndim=1, shape_hint=f"[{w}]", complex_ok=True)
     if weight.ndim > 1 and (u.shape[0] != h or v.shape[0] != w):
         raise ValueError(f"u and v must have shapes [{h}] and [{w}] for weight {tuple(weight.shape)} and dim {dim}, "
                          f"got {tuple(u.shape)} and {tuple(v.shape)}")
     checks.same_device(weight=weight, u=u, v=v)
     n_iterations = checks.positive_int("n_iterations", n_iterations, minimum=0)
-    eps = checks.optional_number("eps", eps)
-    if eps is None or eps <= 0:
-        raise ValueError(f"eps must be > 0, got {eps}")
-    impl = backend.resolve("spectral_normalize", impl, weight.device, FAST_BACKENDS, weight.dtype)
-    if impl == "ref" or weight.ndim == 1:
+    eps = checks.positive_number("eps", eps)
+    u, v = cast_to(weight, u, v)  # the mixed-dtype rule
+    chosen = exact_impl("spectral_normalize", impl,
+                        backend.resolve("spectral_normalize", impl, weight.device, FAST_BACKENDS, weight.dtype),
+                        weight.dtype, real_only=("triton",), name="weight")
+    if chosen == "ref" or weight.ndim == 1 or weight.numel() == 0:  # an empty weight never reaches a kernel
         return reference.spectral_normalize(weight, u, v, dim, n_iterations, eps)
     from ..fused import spectral_normalize as fused  # noqa: PLC0415
 
-    return fused.spectral_normalize(weight, u, v, dim, n_iterations, eps, impl)
+    return fused.spectral_normalize(weight, u, v, dim, n_iterations, eps, chosen)
 
 
 def _self_test_cases():

@@ -63,6 +63,8 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
             return ref_upfirdn2d(x, f, (up, up), (down, down), pad, flip_filter, gain)
 
     out_ch, in_per_group, kh, kw = w.shape
+    if in_per_group == 0 or out_ch == 0:
+        return _without_channels(x, w, f, up, down, padding, groups, flip_weight, flip_filter, fir)
     fw, fh = _filter_size(f)
     px0, px1, py0, py1 = padding
     if up > 1:
@@ -103,3 +105,22 @@ def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor] 
         return _conv(x, w, padding=(py0, px0), groups=groups, flip_weight=flip_weight)
     x = fir(x, _identity_filter(x), 1, 1, (px0, px1, py0, py1), 1.0)
     return _conv(x, w, groups=groups, flip_weight=flip_weight)
+
+
+def _without_channels(x, w, f, up, down, padding, groups, flip_weight, flip_filter, fir):
+    """conv2d_resample for a weight with no input or no output channels, which the convolution libraries
+    reject: one zero channel is appended to each group (to x and w for inputs, to w for outputs), and the
+    output channels that exist are kept. The result is zeros (no inputs) or empty (no outputs), with the
+    gradients of the zero padding: zeros (or empty) for x and w."""
+    out_ch, in_per_group, kh, kw = w.shape
+    n, _, h, wd = x.shape
+    if in_per_group == 0:
+        x = torch.cat([x, x.new_zeros(n, groups, h, wd)], dim=1)  # now one zero channel per group
+        w = torch.cat([w, w.new_zeros(out_ch, 1, kh, kw)], dim=1)
+    per_group = out_ch // groups
+    if out_ch == 0:
+        w = torch.cat([w, w.new_zeros(groups, w.shape[1], kh, kw)], dim=0)  # one zero output channel per group
+    y = conv2d_resample(x, w, f, up, down, padding, groups, flip_weight, flip_filter, fir)
+    if out_ch == 0:
+        y = y[:, :per_group * groups]
+    return y

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -14,7 +16,7 @@ def gradient_norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, r
     zero gets a zero gradient (the subgradient 0 of ||g|| at g = 0), not the
     NaN of d sqrt(x)/dx at 0.
     """
-    g = grads.reshape(grads.shape[0], -1)
+    g = grads.reshape(grads.shape[0], math.prod(grads.shape[1:]))  # -1 is ambiguous for an empty batch
     acc = torch.promote_types(g.dtype, torch.float32)
     sq = g.to(acc).square().sum(dim=1)
     if center == 0 and not one_sided:

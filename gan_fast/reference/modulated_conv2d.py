@@ -18,6 +18,8 @@ def prenormalize_fp16(weight: torch.Tensor, styles: torch.Tensor) -> Tuple[torch
     Exact under demodulation, which cancels any per-output-channel scale.
     """
     out_ch, in_ch, kh, kw = weight.shape
+    if weight.numel() == 0 or styles.numel() == 0:
+        return weight, styles  # nothing to overflow (and no maximum to divide by)
     weight = weight * (1 / math.sqrt(in_ch * kh * kw) / weight.norm(float("inf"), dim=[1, 2, 3], keepdim=True))
     styles = styles / styles.norm(float("inf"), dim=1, keepdim=True)
     return weight, styles
@@ -49,6 +51,8 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     """
     batch = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
+    if batch == 0:
+        fused_modconv = False  # a grouped convolution needs groups >= 1; the algorithm never changes the result
 
     if needs_fp16_prenormalization(x, demodulate):
         weight, styles = prenormalize_fp16(weight, styles)
@@ -56,25 +60,25 @@ def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor
     w = None
     dcoefs = None
     if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(batch, 1, -1, 1, 1)  # [N, O, I, kh, kw]
+        w = weight.unsqueeze(0) * styles.reshape(batch, 1, in_ch, 1, 1)  # [N, O, I, kh, kw]
     if demodulate:
         dcoefs = (w.square().sum(dim=[2, 3, 4]) + DEMOD_EPS).rsqrt()  # [N, O]
 
     if not fused_modconv:
-        x = x * styles.to(x.dtype).reshape(batch, -1, 1, 1)
+        x = x * styles.to(x.dtype).reshape(batch, in_ch, 1, 1)
         x = conv2d_resample(x, weight.to(x.dtype), resample_filter, up, down, padding, flip_weight=flip_weight)
         if demodulate:
-            x = x * dcoefs.to(x.dtype).reshape(batch, -1, 1, 1)
+            x = x * dcoefs.to(x.dtype).reshape(batch, out_ch, 1, 1)
         if noise is not None:
             x = x + noise.to(x.dtype)
         return x
 
     if demodulate:
-        w = w * dcoefs.reshape(batch, -1, 1, 1, 1)
-    x = x.reshape(1, -1, *x.shape[2:])
-    w = w.reshape(-1, in_ch, kh, kw)
+        w = w * dcoefs.reshape(batch, out_ch, 1, 1, 1)
+    x = x.reshape(1, batch * in_ch, *x.shape[2:])
+    w = w.reshape(batch * out_ch, in_ch, kh, kw)
     x = conv2d_resample(x, w.to(x.dtype), resample_filter, up, down, padding, groups=batch, flip_weight=flip_weight)
-    x = x.reshape(batch, -1, *x.shape[2:])
+    x = x.reshape(batch, out_ch, *x.shape[2:])
     if noise is not None:
         x = x + noise.to(x.dtype)
     return x

@@ -39,11 +39,17 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple
     f = f.to(x.dtype)
     if not flip_filter:  # conv2d correlates; a true convolution flips the filter
         f = f.flip(list(range(f.ndim)))
+    planes = c
+    if c == 0:  # a grouped convolution needs groups >= 1: filter the (no) planes as a batch of one-channel images
+        x = x.reshape(0, 1, x.shape[2], x.shape[3])
+        planes = 1
     if f.ndim == 2:
-        x = F.conv2d(x, (f * gain)[None, None].repeat(c, 1, 1, 1), groups=c)
+        x = F.conv2d(x, (f * gain)[None, None].repeat(planes, 1, 1, 1), groups=planes)
     else:  # separable: the whole gain on the first pass (a negative gain has no real square root)
-        x = F.conv2d(x, (f * gain)[None, None, None, :].repeat(c, 1, 1, 1), groups=c)
-        x = F.conv2d(x, f[None, None, :, None].repeat(c, 1, 1, 1), groups=c)
+        x = F.conv2d(x, (f * gain)[None, None, None, :].repeat(planes, 1, 1, 1), groups=planes)
+        x = F.conv2d(x, f[None, None, :, None].repeat(planes, 1, 1, 1), groups=planes)
+    if c == 0:
+        x = x.reshape(n, 0, x.shape[2], x.shape[3])
 
     if downx > 1 or downy > 1:
         x = x[:, :, ::downy, ::downx]

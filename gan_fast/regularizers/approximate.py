@@ -28,12 +28,13 @@ of that estimate, not of R1. It is *not* the exact penalty; use
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Optional
 
 import torch
 
 from .. import checks
-from ..ops.gradient_norm_penalty import REDUCTIONS
+from ..ops.gradient_norm_penalty import check_reduction
 
 __all__ = ["approximate_gradient_penalty", "approximate_r1", "approximate_r2"]
 
@@ -47,11 +48,12 @@ def approximate_gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor],
     Args:
         critic: callable mapping [N, ...] inputs to outputs [N, ...].
         inputs: the samples x, [N, ...]; used detached (this is a critic regulariser).
-        sigma: perturbation scale (> 0), in the units of ``inputs``.
+        sigma: perturbation scale (a finite number > 0), in the units of ``inputs``.
         outputs: ``critic(inputs)`` if already computed (e.g. the logits of the
             loss step), to save one forward pass; else it is computed here.
             Shape [N, ...].
-        reduction: 'mean' | 'sum' | 'none' ([N]).
+        reduction: 'mean' | 'sum' | 'none' ([N]). An empty batch gives 0 ('sum') or an empty
+            tensor ('none'); 'mean' raises ValueError for it.
         normalize: divide by ``sigma**2`` (default), so the value estimates R1's
             ``||g||^2`` and takes the same gamma/2; ``False`` gives the raw
             ``||D(x) - D(x + sigma * eps)||^2`` of the paper.
@@ -65,14 +67,11 @@ def approximate_gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor],
     if not callable(critic):
         raise TypeError(f"critic must be callable (an nn.Module or function), got {type(critic).__name__}")
     checks.tensor("inputs", inputs, shape_hint="[N, ...]")
-    if inputs.ndim == 0 or inputs.shape[0] == 0:
-        raise ValueError(f"inputs must be [N, ...] with N >= 1, got shape {tuple(inputs.shape)}")
-    if isinstance(sigma, bool) or not isinstance(sigma, (int, float)):
-        raise TypeError(f"sigma must be a positive number, got {type(sigma).__name__}")
-    if not sigma > 0:
-        raise ValueError(f"sigma must be > 0, got {sigma}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    if inputs.ndim == 0:
+        raise ValueError("inputs must be [N, ...] with a batch dimension, got a 0-d tensor")
+    sigma = checks.positive_number("sigma", sigma)
+    check_reduction(reduction, inputs.shape[0], "inputs")
+    normalize = checks.boolean("normalize", normalize)
     x = inputs.detach()
     if outputs is None:
         outputs = critic(x)
@@ -86,10 +85,10 @@ def approximate_gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor],
         raise ValueError(f"critic(inputs + noise) has shape {tuple(perturbed.shape)} but outputs has "
                          f"{tuple(outputs.shape)}")
     acc = torch.promote_types(outputs.dtype, torch.float32)
-    diff = (perturbed.to(acc) - outputs.to(acc)).reshape(x.shape[0], -1)
+    diff = (perturbed.to(acc) - outputs.to(acc)).reshape(x.shape[0], math.prod(outputs.shape[1:]))
     per_sample = diff.square().sum(dim=1)
     if normalize:
-        per_sample = per_sample / (float(sigma) ** 2)
+        per_sample = per_sample / (sigma ** 2)
     if reduction == "mean":
         return per_sample.mean()
     if reduction == "sum":
@@ -106,6 +105,7 @@ def approximate_r1(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.T
     (see :mod:`gan_fast.regularizers.approximate`). ``real_logits`` = D(real)
     when already computed. Returns a scalar; the caller multiplies by gamma/2.
     """
+    _check_batch("real", real)
     return approximate_gradient_penalty(critic, real, sigma, real_logits, "mean", normalize=normalize,
                                         generator=generator)
 
@@ -114,5 +114,14 @@ def approximate_r2(critic: Callable[[torch.Tensor], torch.Tensor], fake: torch.T
                    fake_logits: Optional[torch.Tensor] = None, *, normalize: bool = True,
                    generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Approximate R2 on generated samples [N, ...] (used detached); as :func:`approximate_r1`."""
+    _check_batch("fake", fake)
     return approximate_gradient_penalty(critic, fake, sigma, fake_logits, "mean", normalize=normalize,
                                         generator=generator)
+
+
+def _check_batch(name: str, samples) -> None:
+    """R1/R2 are means over the batch: ValueError naming ``name`` for an empty one."""
+    checks.tensor(name, samples, shape_hint="[N, ...]")
+    if samples.ndim == 0:
+        raise ValueError(f"{name} must be [N, ...] with a batch dimension, got a 0-d tensor")
+    check_reduction("mean", samples.shape[0], name)

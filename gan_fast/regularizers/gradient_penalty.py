@@ -17,28 +17,30 @@ import torch
 from .. import checks
 from ..conv2d_gradfix import no_weight_gradients
 from ..ops import gradient_norm_penalty
-from ..ops.gradient_norm_penalty import REDUCTIONS
+from ..ops.gradient_norm_penalty import REDUCTIONS, check_reduction
 
 __all__ = ["gradient_penalty", "r1_penalty", "r2_penalty", "wgan_gp"]
 
 
 def _check_args(center, one_sided, reduction) -> None:
     """Validates the penalty arguments before any (double) backward work is done."""
-    if checks.optional_number("center", center, minimum=0) is None:
-        raise TypeError("center must be a number >= 0, got None")
+    checks.number("center", center, minimum=0)
     if not isinstance(one_sided, bool):
         raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
-    if reduction not in REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
 def _input_gradient(outputs: torch.Tensor, inputs: torch.Tensor, outputs_name: str = "outputs",
-                    inputs_name: str = "inputs") -> torch.Tensor:
-    """d sum(outputs) / d inputs with a graph, after checking that it exists. Returns [N, ...] like inputs."""
+                    inputs_name: str = "inputs", reduction: str = "mean") -> torch.Tensor:
+    """d sum(outputs) / d inputs with a graph, after checking that it exists. Returns [N, ...] like inputs.
+
+    An empty batch (N = 0) passes only with a ``reduction`` that is defined for it ('sum', 'none')."""
     checks.tensor(outputs_name, outputs, shape_hint="[N, ...] (any shape; its sum is differentiated)")
     checks.tensor(inputs_name, inputs, shape_hint="[N, ...]")
-    if inputs.ndim == 0 or inputs.shape[0] == 0:
-        raise ValueError(f"{inputs_name} must be [N, ...] with N >= 1, got shape {tuple(inputs.shape)}")
+    if inputs.ndim == 0:
+        raise ValueError(f"{inputs_name} must be [N, ...] with a batch dimension, got a 0-d tensor")
+    check_reduction(reduction, inputs.shape[0], inputs_name)
     if not inputs.requires_grad:
         raise ValueError(f"{inputs_name} must require grad: call {inputs_name}.requires_grad_(True) (on a detached "
                          f"tensor) before computing {outputs_name} from it")
@@ -68,7 +70,8 @@ def gradient_penalty(outputs: torch.Tensor, inputs: torch.Tensor, center: float 
         inputs: the critic's input, [N, ...], with ``requires_grad=True``.
         center: target norm, >= 0 (0: R1/R2; 1: WGAN-GP).
         one_sided: penalise only norms above ``center``.
-        reduction: 'mean' (scalar), 'sum' (scalar) or 'none' ([N]).
+        reduction: 'mean' (scalar), 'sum' (scalar) or 'none' ([N]). An empty batch (N = 0)
+            gives 0 ('sum') or an empty tensor ('none'); its mean is undefined (ValueError).
 
     Returns:
         A scalar, or [N] for ``reduction='none'``; float32 at least.
@@ -79,7 +82,7 @@ def gradient_penalty(outputs: torch.Tensor, inputs: torch.Tensor, center: float 
         TypeError: non-tensor or non-floating ``outputs``/``inputs``.
     """
     _check_args(center, one_sided, reduction)
-    grads = _input_gradient(outputs, inputs)
+    grads = _input_gradient(outputs, inputs, reduction=reduction)
     return gradient_norm_penalty(grads, center=center, one_sided=one_sided, reduction=reduction)
 
 
@@ -95,7 +98,7 @@ def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
         A scalar. The gamma/2 factor is *not* included: the caller computes
         ``(gamma / 2) * r1_penalty(...)`` (times the lazy interval, if lazy).
     """
-    grads = _input_gradient(real_logits, real, "real_logits", "real")
+    grads = _input_gradient(real_logits, real, "real_logits", "real", "mean")
     return gradient_norm_penalty(grads, center=0.0, one_sided=False, reduction="mean")
 
 
@@ -111,7 +114,7 @@ def r2_penalty(fake_logits: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
         A scalar, without the gamma/2 factor (the caller multiplies; R3GAN uses
         ``(gamma / 2) * (r1_penalty + r2_penalty)``).
     """
-    grads = _input_gradient(fake_logits, fake, "fake_logits", "fake")
+    grads = _input_gradient(fake_logits, fake, "fake_logits", "fake", "mean")
     return gradient_norm_penalty(grads, center=0.0, one_sided=False, reduction="mean")
 
 
@@ -142,8 +145,8 @@ def wgan_gp(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, 
         raise TypeError(f"critic must be callable (an nn.Module or function), got {type(critic).__name__}")
     checks.tensor("real", real, shape_hint="[N, ...]")
     checks.tensor("fake", fake, shape_hint="[N, ...] like real")
-    if real.ndim == 0 or real.shape[0] == 0:
-        raise ValueError(f"real must be [N, ...] with N >= 1, got shape {tuple(real.shape)}")
+    if real.ndim == 0:
+        raise ValueError("real must be [N, ...] with a batch dimension, got a 0-d tensor")
     if fake.shape != real.shape:
         raise ValueError(f"fake must have the shape of real (paired samples), got {tuple(fake.shape)} "
                          f"and {tuple(real.shape)}")
@@ -151,6 +154,7 @@ def wgan_gp(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, 
         raise TypeError(f"fake must have the dtype of real, got {fake.dtype} and {real.dtype}")
     checks.same_device(real=real, fake=fake)
     _check_args(center, one_sided, reduction)
+    check_reduction(reduction, real.shape[0], "real")
     e = torch.rand((real.shape[0],) + (1,) * (real.ndim - 1), dtype=real.dtype, device=real.device,
                    generator=generator)
     x_hat = torch.lerp(fake.detach(), real.detach(), e).requires_grad_(True)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence, Tuple
+
+from .. import checks
 
 __all__ = ["LazyRegularization"]
 
@@ -32,11 +35,7 @@ class LazyRegularization:
     """
 
     def __init__(self, interval: int) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int):
-            raise TypeError(f"interval must be an int >= 1, got {type(interval).__name__}")
-        if interval < 1:
-            raise ValueError(f"interval must be >= 1, got {interval}")
-        self.interval = interval
+        self.interval = checks.positive_int("interval", interval)
 
     def __repr__(self) -> str:
         return f"LazyRegularization(interval={self.interval})"
@@ -53,11 +52,7 @@ class LazyRegularization:
 
     def is_due(self, step: int) -> bool:
         """Whether step ``step`` (>= 0, counted from 0) applies the regulariser."""
-        if isinstance(step, bool) or not isinstance(step, int):
-            raise TypeError(f"step must be an int >= 0, got {type(step).__name__}")
-        if step < 0:
-            raise ValueError(f"step must be >= 0, got {step}")
-        return step % self.interval == 0
+        return checks.positive_int("step", step, minimum=0) % self.interval == 0
 
     def __call__(self, step: int) -> Tuple[bool, float]:
         """``(is_due(step), gain)``: whether to regularise now, and the factor on the penalty."""
@@ -65,10 +60,10 @@ class LazyRegularization:
 
     def adam(self, lr: float, betas: Sequence[float] = (0.9, 0.999)) -> dict:
         """Adjusted Adam hyperparameters ``{'lr': lr * r, 'betas': (b1 ** r, b2 ** r)}``."""
-        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or lr < 0:
-            raise ValueError(f"lr must be a number >= 0, got {lr!r}")
+        lr = checks.number("lr", lr, minimum=0)
         betas = tuple(betas)
-        if len(betas) != 2 or not all(isinstance(b, (int, float)) and 0 <= b < 1 for b in betas):
+        if len(betas) != 2 or not all(isinstance(b, numbers.Real) and not isinstance(b, bool) and 0 <= b < 1
+                                      for b in betas):
             raise ValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
         r = self.ratio
         return {"lr": lr * r, "betas": (betas[0] ** r, betas[1] ** r)}

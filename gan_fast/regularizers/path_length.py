@@ -71,10 +71,7 @@ class PathLengthPenalty(nn.Module):
 
     def __init__(self, decay: float = 0.01, ws_reduction: str = "mean", *, no_weight_gradients: bool = True) -> None:
         super().__init__()
-        if isinstance(decay, bool) or not isinstance(decay, (int, float)):
-            raise TypeError(f"decay must be a number in (0, 1], got {type(decay).__name__}")
-        if not 0 < decay <= 1:
-            raise ValueError(f"decay must be in (0, 1], got {decay}")
+        decay = checks.number("decay", decay, 0, 1, strict_min=True)
         if ws_reduction not in WS_REDUCTIONS:
             raise ValueError(f"ws_reduction must be one of {WS_REDUCTIONS}, got {ws_reduction!r}")
         self.decay = float(decay)
