@@ -15,14 +15,13 @@ def tensor(name: str, value, *, ndim: Optional[Union[int, Tuple[int, ...]]] = No
            floating: bool = True, complex_ok: bool = False) -> torch.Tensor:
     """Checks that ``value`` is a tensor of the given rank(s) and a floating (or, with ``complex_ok``, complex)
     dtype."""
-    hint = f" of shape {shape_hint}" if shape_hint else ""
     if not isinstance(value, torch.Tensor):
+        hint = f" of shape {shape_hint}" if shape_hint else ""
         raise TypeError(f"{name} must be a torch.Tensor{hint}, got {type(value).__name__}")
-    if ndim is not None:
-        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
-        if value.ndim not in allowed:
-            want = " or ".join(f"{d}-D" for d in allowed)
-            raise ValueError(f"{name} must be {want}{hint}, got shape {tuple(value.shape)}")
+    if ndim is not None and value.ndim != ndim and (type(ndim) is int or value.ndim not in ndim):
+        hint = f" of shape {shape_hint}" if shape_hint else ""
+        want = " or ".join(f"{d}-D" for d in ((ndim,) if isinstance(ndim, int) else ndim))
+        raise ValueError(f"{name} must be {want}{hint}, got shape {tuple(value.shape)}")
     if floating and not value.is_floating_point() and not (complex_ok and value.is_complex()):
         kinds = "a floating-point or complex" if complex_ok else "a floating-point"
         raise TypeError(f"{name} must have {kinds} dtype, got {value.dtype}")
@@ -45,9 +44,10 @@ def same_device(**tensors: Optional[torch.Tensor]) -> torch.device:
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
     """An int (or a numpy integer; never a bool) >= minimum, as a Python int."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
-    value = int(value)
+    if type(value) is not int:  # the common case skips the slower ABC check
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int >= {minimum}, got {type(value).__name__}")
+        value = int(value)
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return value
@@ -65,6 +65,18 @@ def int_pair(name: str, value: IntOrPair, minimum: int = 1) -> Tuple[int, int]:
 
 def padding4(name: str, value) -> Tuple[int, int, int, int]:
     """int, [px, py] or [x0, x1, y0, y1] padding as (x0, x1, y0, y1); negative pads crop."""
+    kind = type(value)
+    if kind is int:
+        return value, value, value, value
+    if kind is list or kind is tuple:  # the common cases first: plain ints
+        if len(value) == 4:
+            x0, x1, y0, y1 = value
+            if type(x0) is int and type(x1) is int and type(y0) is int and type(y1) is int:
+                return x0, x1, y0, y1
+        elif len(value) == 2:
+            px, py = value
+            if type(px) is int and type(py) is int:
+                return px, px, py, py
     if isinstance(value, bool):
         raise TypeError(f"{name} must be an int or a list of 2 or 4 ints, got bool")
     if isinstance(value, numbers.Integral):
@@ -96,15 +108,18 @@ def number(name: str, value, minimum: Optional[float] = None, maximum: Optional[
     A non-number raises ``TypeError``; NaN, +-inf and a value outside [minimum, maximum] (open at either
     end with ``strict_min`` / ``strict_max``) raise ``ValueError``; each message names ``name``.
     """
-    bounds = _bounds(minimum, maximum, strict_min, strict_max)
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number{' ' + bounds if bounds else ''}, got {type(value).__name__}")
+    kind = type(value)
+    if kind is not float and kind is not int:  # the common cases skip the slower ABC check
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            bounds = _bounds(minimum, maximum, strict_min, strict_max)
+            raise TypeError(f"{name} must be a number{' ' + bounds if bounds else ''}, got {type(value).__name__}")
     value = float(value)
     if not math.isfinite(value):
+        bounds = _bounds(minimum, maximum, strict_min, strict_max)
         raise ValueError(f"{name} must be finite{' and ' + bounds if bounds else ''}, got {value}")
     if (minimum is not None and (value < minimum or (strict_min and value == minimum))) \
             or (maximum is not None and (value > maximum or (strict_max and value == maximum))):
-        raise ValueError(f"{name} must be {bounds}, got {value}")
+        raise ValueError(f"{name} must be {_bounds(minimum, maximum, strict_min, strict_max)}, got {value}")
     return value
 
 
@@ -116,7 +131,7 @@ def optional_number(name: str, value, minimum: Optional[float] = None, maximum: 
     """None, or :func:`number` (finite, within the bounds)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+    if type(value) is not float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
     return number(name, value, minimum, maximum, strict_min=strict_min, strict_max=strict_max)
 

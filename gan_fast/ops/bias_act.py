@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Dict, Optional, Sequence
 
 import torch
@@ -37,8 +38,10 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor] = None, dim: int = 1, ac
     """
     x = checks.tensor("x", x)
     spec = activations.get(act)
-    if isinstance(dim, bool) or not isinstance(dim, int):
-        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if type(dim) is not int:  # numpy integers too; never a bool
+        if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+            raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+        dim = int(dim)
     if x.ndim == 0:
         raise ValueError("x must have at least one dimension")
     if not -x.ndim <= dim < x.ndim:

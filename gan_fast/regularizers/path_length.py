@@ -76,7 +76,7 @@ class PathLengthPenalty(nn.Module):
             raise ValueError(f"ws_reduction must be one of {WS_REDUCTIONS}, got {ws_reduction!r}")
         self.decay = float(decay)
         self.ws_reduction = ws_reduction
-        self.no_weight_gradients = bool(no_weight_gradients)
+        self.no_weight_gradients = checks.boolean("no_weight_gradients", no_weight_gradients)
         self.register_buffer("pl_mean", torch.zeros([]))
 
     def extra_repr(self) -> str:
