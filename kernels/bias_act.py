@@ -313,13 +313,21 @@ def _db_tiles(columns: bool, nr: int, nw: int, gpu: bool) -> Tuple[int, int]:
     return max(1, (size // 2) // block_w), block_w
 
 
+def _gpu_db_launch(columns: bool, nr: int, nw: int) -> dict:
+    block_r, block_w = _db_tiles(columns, nr, nw, True)
+    return dict(COLUMNS=columns, BLOCK_R=block_r, BLOCK_W=block_w)
+
+
 # The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles
-# them; a callable maps the recorded constexprs to the GPU's).
+# them; a callable maps the recorded constexprs to the GPU's). The bias-gradient kernel takes both of its modes
+# on a GPU whichever one the recorded (small) launch took, and row tiles from 1 to 32.
 GPU_CONSTEXPRS = {
     "_bias_act_kernel": [dict(BLOCK=_GPU_BLOCK)],
     "_bias_act_db_kernel": [
-        lambda c: dict(zip(("BLOCK_R", "BLOCK_W"), _db_tiles(c["COLUMNS"], 1 << 20, 1 << 10, True))),
-        lambda c: dict(zip(("BLOCK_R", "BLOCK_W"), _db_tiles(c["COLUMNS"], 4, 1 << 9, True))),
+        lambda c: _gpu_db_launch(c["COLUMNS"], 1 << 20, 1 << 10),
+        lambda c: _gpu_db_launch(not c["COLUMNS"], 1 << 20, 1 << 10),
+        lambda c: _gpu_db_launch(True, 4, 1 << 12),
+        lambda c: _gpu_db_launch(False, 4, 512),
     ],
 }
 
