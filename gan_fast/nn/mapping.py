@@ -89,16 +89,28 @@ class MappingNetwork(nn.Module):
 
     def forward(self, z: Optional[torch.Tensor], c: Optional[torch.Tensor] = None, truncation_psi: float = 1.0,
                 truncation_cutoff: Optional[int] = None, update_emas: bool = False) -> torch.Tensor:
-        parts = []
+        if truncation_psi != 1:  # the arguments first, before any layer runs
+            truncation_psi = checks.number("truncation_psi", truncation_psi)
+            if self.num_ws is None or self.w_avg_beta is None:
+                raise ValueError("truncation_psi != 1 needs num_ws and w_avg_beta (a tracked w_avg)")
+            if truncation_cutoff is not None:
+                truncation_cutoff = checks.positive_int("truncation_cutoff", truncation_cutoff, minimum=0)
         if self.z_dim > 0:
             checks.tensor("z", z, ndim=2, shape_hint=f"[N, {self.z_dim}] ([N, z_dim])")
             if z.shape[1] != self.z_dim:
                 raise ValueError(f"z must have shape [N, {self.z_dim}] ([N, z_dim]), got {tuple(z.shape)}")
-            parts.append(normalize_2nd_moment(z))
         if self.c_dim > 0:
             checks.tensor("c", c, ndim=2, shape_hint=f"[N, {self.c_dim}] ([N, c_dim])")
-            if c.shape[1] != self.c_dim or (parts and c.shape[0] != parts[0].shape[0]):
+            if c.shape[1] != self.c_dim or (self.z_dim > 0 and c.shape[0] != z.shape[0]):
                 raise ValueError(f"c must have shape [N, {self.c_dim}] ([N, c_dim], N = len(z)), got {tuple(c.shape)}")
+        batch = z.shape[0] if self.z_dim > 0 else c.shape[0]
+        if update_emas and self.num_ws is not None and self.w_avg_beta is not None and batch == 0:
+            raise ValueError("update_emas=True needs at least one sample: the batch (z / c) is empty, and its "
+                             "mean would turn w_avg into NaN")
+        parts = []
+        if self.z_dim > 0:
+            parts.append(normalize_2nd_moment(z))
+        if self.c_dim > 0:
             parts.append(normalize_2nd_moment(self.embed(c.to(self.embed.weight.dtype))))
         x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
@@ -106,9 +118,6 @@ class MappingNetwork(nn.Module):
             x = getattr(self, f"fc{idx}")(x)
 
         if update_emas and self.num_ws is not None and self.w_avg_beta is not None:
-            if x.shape[0] == 0:
-                raise ValueError("update_emas=True needs at least one sample: the batch (z / c) is empty, and its "
-                                 "mean would turn w_avg into NaN")
             with torch.no_grad():
                 self.w_avg.copy_(x.detach().float().mean(dim=0).lerp(self.w_avg, self.w_avg_beta))
 
@@ -116,14 +125,10 @@ class MappingNetwork(nn.Module):
             x = x.unsqueeze(1).repeat([1, self.num_ws, 1])
 
         if truncation_psi != 1:
-            truncation_psi = checks.number("truncation_psi", truncation_psi)
-            if self.num_ws is None or self.w_avg_beta is None:
-                raise ValueError("truncation_psi != 1 needs num_ws and w_avg_beta (a tracked w_avg)")
             w_avg = self.w_avg.to(x.dtype)
             if truncation_cutoff is None:
                 x = w_avg.lerp(x, truncation_psi)
             else:
-                truncation_cutoff = checks.positive_int("truncation_cutoff", truncation_cutoff, minimum=0)
                 keep = torch.arange(self.num_ws, device=x.device).reshape(1, -1, 1) < truncation_cutoff
                 x = torch.where(keep, w_avg.lerp(x, truncation_psi), x)
         return x
