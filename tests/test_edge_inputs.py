@@ -13,6 +13,7 @@ On CPU the Triton backend runs under TRITON_INTERPRET=1 (conftest), at small sha
 """
 
 import ast
+import copy
 import importlib
 import inspect
 import math
@@ -25,6 +26,7 @@ from torch import nn
 from gan_fast import losses, models, ops
 from gan_fast import nn as gnn
 from gan_fast import regularizers as R
+from gan_fast.nn.spectral_norm import find_spectral_norm_layers
 from gan_fast.ops.minibatch_discrimination import minibatch_discrimination
 from gan_fast.ops.modulated_conv2d_bias_act import modulated_conv2d_bias_act as mcba
 from gan_fast.ops.upfirdn2d import setup_filter
@@ -664,6 +666,25 @@ def test_spectral_norm_dim_out_of_range_is_both_index_and_value_error():
 
 
 # --------------------------------------------------------------------------------- structure: one home for the step
+
+@pytest.mark.filterwarnings("ignore:Initializing zero-element tensors is a no-op")
+def test_spectral_norm_step_leaves_complex_and_empty_layers_to_themselves():
+    """The batched (Triton) step serves real non-empty weights; complex and empty ones compute themselves (ref),
+    with the results the per-layer path gives."""
+    torch.manual_seed(0)
+    net = nn.ModuleList([gnn.spectral_norm(nn.Linear(3, 4)), gnn.spectral_norm(nn.Linear(3, 2, dtype=torch.complex64)),
+                         gnn.spectral_norm(nn.Linear(3, 0)), gnn.spectral_norm(nn.Linear(0, 2))])
+    assert [m for m, _, _ in find_spectral_norm_layers(net)] == [net[0]]
+    ref = copy.deepcopy(net)
+    with gnn.spectral_norm_step(net, impl="triton"):
+        got = [m.weight for m in net]
+    want = [m.weight for m in ref]
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    from gan_fast.fused.spectral_norm_multi import spectral_normalize_many
+    with pytest.raises(ValueError, match=r"weights\[0\] must be a real floating tensor"):
+        spectral_normalize_many([torch.ones(0, 3)], [torch.ones(0)], [torch.ones(3)], [0], 1, 1e-12, False)
+
 
 def test_the_multi_tensor_step_does_not_import_nn():
     """nn depends on fused/ops, never the reverse: gan_fast.fused.spectral_norm_multi names no gan_fast.nn."""

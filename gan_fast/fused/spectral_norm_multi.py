@@ -194,5 +194,9 @@ def spectral_normalize_many(weights: Sequence[torch.Tensor], us: Sequence[torch.
 
     Per weight, the result and the u/v update are those of ``gan_fast.ops.spectral_normalize``.
     """
+    for i, w in enumerate(weights):  # what the kernels cannot take (ops.spectral_normalize runs those on ref)
+        if w.ndim < 2 or w.numel() == 0 or not w.is_floating_point():
+            raise ValueError(f"weights[{i}] must be a real floating tensor of >= 2 dims with no empty dimension, "
+                             f"got {w.dtype} {tuple(w.shape)}")
     outs = _Multi.apply(list(us), list(vs), tuple(dims), int(n_iterations), float(eps), bool(update), *weights)
     return list(outs[:-1])
