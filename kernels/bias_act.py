@@ -435,7 +435,7 @@ def _launch_db(mode: int, x, b, dy, ddx, act_code: int, alpha: float, gain: floa
     part = torch.empty((n_rb, nw) if columns else (nr, n_wb), device=x.device, dtype=acc)
     clamp = float(clamp) if clamp is not None else -1.0
     scalars = [split_f64(float(alpha), f64), split_f64(float(gain), f64), split_f64(clamp, f64)]
-    int64 = n + block_r * nw + block_w > _INT32_LIMIT
+    int64 = n + (block_r + 1) * nw + block_w > _INT32_LIMIT  # the last tile reaches past n
     with device_guard(x):
         _bias_act_db_kernel[(n_rb * n_wb,)](x, b, dy, ddx, out, part, n, nr, nw, n_wb, C, S, *(p[0] for p in scalars),
                                             *(p[1] for p in scalars), ACT=int(act_code), MODE=mode,

@@ -162,7 +162,46 @@ def test_empty_and_errors(device):
         K.bias_act_fwd(torch.zeros(2, 3, device=device), torch.zeros(3, device=device), 1, 0.0, 1.0, -1.0, 3, 7)
 
 
+def _check_db(x, b, dim, act, clamp, dy, ddx, tol):
+    """grad_db / grad2_db: the plain kernels' outputs, bit for bit, and their sums over every dim but dim."""
+    spec = activations.get(act)
+    C, inner = K.channel_geometry(tuple(x.shape), dim)
+    args = (spec.code, spec.def_alpha, spec.def_gain, -1.0 if clamp is None else clamp, C, inner)
+    dims = [d for d in range(x.ndim) if d != dim]
+    for (out, db), plain in ((K.bias_act_grad_db(dy, x, b, *args), K.bias_act_grad(dy, x, b, *args)),
+                             (K.bias_act_grad2_db(ddx, dy, x, b, *args), K.bias_act_grad2(ddx, dy, x, b, *args))):
+        assert torch.equal(out, plain) and out.stride() == plain.stride()
+        assert db.dtype == x.dtype and db.shape == (C,)
+        torch.testing.assert_close(db.double(), plain.double().sum(dims), **tol)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape,dim,layout", [((2, 3, 16, 40), 1, "contiguous"), ((3, 5, 6, 7), 1, "contiguous"),
+                                              ((3, 5, 6, 7), 1, "channels_last"), ((9, 70), 1, "contiguous"),
+                                              ((4, 1, 33), 1, "contiguous")])
+def test_bias_gradient_kernels(shape, dim, layout, dtype, device):
+    """Runs along the channel (S = 640 >= 512: row tiles) and columns (channels_last, [N, C], one channel)."""
+    x, b, dy, ddx = _inputs(shape, dim, dtype, device, seed=10)
+    if layout == "channels_last":
+        x, dy, ddx = (t.to(memory_format=torch.channels_last) for t in (x, dy, ddx))
+    tol = dict(rtol=1e-5, atol=1e-5) if dtype == torch.float32 else dict(rtol=1e-12, atol=1e-12)
+    _check_db(x, b, dim, "swish", 2.5, dy, ddx, tol)
+
+
 # ---------------------------------------------------------------------------------------------- full size, GPU
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
+def test_gpu_bias_gradient_kernels_full_size(layout, dtype):
+    x, b, dy, ddx = _inputs((16, 512, 32, 32), 1, dtype, "cuda", seed=11)
+    if layout == "channels_last":
+        x, dy, ddx = (t.to(memory_format=torch.channels_last) for t in (x, dy, ddx))
+    tol = dict(rtol=1e-4, atol=1e-3) if dtype == torch.float32 else dict(rtol=2e-2, atol=0.5)
+    _check_db(x, b, 1, "lrelu", 256.0, dy, ddx, tol)
+    _check_db(x, b, 1, "tanh", None, dy, ddx, tol)
+
 
 
 @pytest.mark.gpu
