@@ -391,7 +391,7 @@ def _build_and_load(src: Path, files: List[Path], digest: str, with_cuda: bool) 
             if state in ("loaded", "failed"):
                 return state == "loaded", why
             if state == "damaged":  # delete it, so that the build below links it again
-                damaged = f"the cached build was damaged ({why}) and was rebuilt; "
+                damaged = f"the cached build was damaged ({why})"
                 with contextlib.suppress(OSError):
                     os.remove(build_dir / marker.read_text().split("\n", 1)[0].strip())
                 with contextlib.suppress(OSError):
@@ -405,11 +405,11 @@ def _build_and_load(src: Path, files: List[Path], digest: str, with_cuda: bool) 
     except TimeoutError as exc:
         return False, str(exc)
     except Exception as exc:  # compiler missing or failing, ninja missing, bad environment, ...
-        return False, damaged.replace("and was rebuilt", "and rebuilding it failed") + _describe_build_error(
+        return False, (f"{damaged} and rebuilding it failed: " if damaged else "") + _describe_build_error(
             exc, build_dir)
     _info.update(how="jit-built", path=str(library), build_seconds=round(time.monotonic() - started, 1))
     if damaged:
-        _info["notes"].append(damaged.rstrip("; "))  # type: ignore[union-attr]
+        _info["notes"].append(f"{damaged} and was rebuilt")  # type: ignore[union-attr]
     return True, ""
 
 
