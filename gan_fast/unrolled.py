@@ -16,7 +16,6 @@ look-ahead logits without touching D::
 from __future__ import annotations
 
 import contextlib
-import math
 from typing import Dict, Iterator, List
 
 import torch
@@ -93,9 +92,7 @@ def unrolled_logits(D: nn.Module, fake: torch.Tensor, real: torch.Tensor, steps:
     checks.tensor("fake", fake, shape_hint="[M, ...]")
     checks.tensor("real", real, shape_hint="[N, ...]")
     steps = checks.positive_int("steps", steps, minimum=0)
-    lr = checks.optional_number("lr", lr)
-    if lr is None or not math.isfinite(lr) or lr <= 0:
-        raise ValueError(f"lr must be a finite number > 0, got {lr!r}")
+    lr = checks.number("lr", lr, minimum=0, strict_min=True)
     kind = losses._kind(kind)
     if not isinstance(differentiable, bool):
         raise TypeError(f"differentiable must be a bool, got {type(differentiable).__name__}")

@@ -32,7 +32,7 @@ def minibatch_discrimination(m: torch.Tensor, impl: Optional[str] = None) -> tor
     """
     checks.tensor("m", m, ndim=3, shape_hint="[N, B, C]")
     impl = backend.resolve("minibatch_discrimination", impl, m.device, FAST_BACKENDS, m.dtype)
-    if impl == "ref":
+    if impl == "ref" or m.numel() == 0:  # empty inputs never reach a kernel
         return reference.minibatch_discrimination(m)
     from ..fused import minibatch_discrimination as fused  # noqa: PLC0415 - fast paths load lazily
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
+
+from .. import checks
 
 __all__ = ["clip_weights_"]
 
@@ -34,13 +34,7 @@ def clip_weights_(module: nn.Module, c: float) -> nn.Module:
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
-    if isinstance(c, bool) or not isinstance(c, (int, float)):
-        raise TypeError(f"c must be a number, got {type(c).__name__}")
-    if not math.isfinite(c):
-        raise ValueError(f"c must be finite, got {c}")
-    if c <= 0:
-        raise ValueError(f"c must be > 0, got {c}")
-    c = float(c)
+    c = checks.number("c", c, minimum=0, strict_min=True)
     params = list(module.parameters())
     if params:
         with torch.no_grad():
