@@ -108,6 +108,8 @@ def number(name: str, value, minimum: Optional[float] = None, maximum: Optional[
     A non-number raises ``TypeError``; NaN, +-inf and a value outside [minimum, maximum] (open at either
     end with ``strict_min`` / ``strict_max``) raise ``ValueError``; each message names ``name``.
     """
+    if torch.compiler.is_compiling():
+        return float(value)  # under torch.compile a float input may be symbolic: no host-side test of its value
     kind = type(value)
     if kind is not float and kind is not int:  # the common cases skip the slower ABC check
         if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -131,6 +133,8 @@ def optional_number(name: str, value, minimum: Optional[float] = None, maximum: 
     """None, or :func:`number` (finite, within the bounds)."""
     if value is None:
         return None
+    if torch.compiler.is_compiling():
+        return float(value)  # see number()
     if type(value) is not float and (isinstance(value, bool) or not isinstance(value, numbers.Real)):
         raise TypeError(f"{name} must be a number or None, got {type(value).__name__}")
     return number(name, value, minimum, maximum, strict_min=strict_min, strict_max=strict_max)

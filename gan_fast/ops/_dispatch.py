@@ -10,17 +10,17 @@ raises ``TypeError`` naming the dtype, before any kernel runs.
 
 from __future__ import annotations
 
-from typing import Collection, Optional
+from typing import Collection, List, Optional
 
 import torch
 
 from .. import backend
 
 
-def cast_to(x: torch.Tensor, *tensors: Optional[torch.Tensor]):
+def cast_to(x: torch.Tensor, *tensors: Optional[torch.Tensor]) -> List[Optional[torch.Tensor]]:
     """``tensors`` in x's dtype (None stays None): the mixed-dtype rule of every op (secondary tensors take the
     main tensor's dtype, as ``bias_act`` does with its bias), applied before dispatch so every backend agrees."""
-    return tuple(t if t is None or t.dtype == x.dtype else t.to(x.dtype) for t in tensors)
+    return [t if t is None or t.dtype == x.dtype else t.to(x.dtype) for t in tensors]
 
 
 def exact_impl(op: str, impl: Optional[str], chosen: str, dtype: torch.dtype, float32_only: Collection[str] = (),

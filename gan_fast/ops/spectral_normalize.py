@@ -41,7 +41,7 @@ def spectral_normalize(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, d
         raise ValueError(f"dim must be an int in [{-weight.ndim}, {weight.ndim - 1}], got {dim!r}")
     dim = dim % weight.ndim
     h = weight.shape[dim]
-    w = math.prod(s for i, s in enumerate(weight.shape) if i != dim)
+    w = math.prod(weight.shape[:dim] + weight.shape[dim + 1:])  # not numel // h: h may be 0
     checks.tensor("u", u, ndim=1, shape_hint=f"[{h}]", complex_ok=True)
     checks.tensor("v", v, ndim=1, shape_hint=f"[{w}]", complex_ok=True)
     if weight.ndim > 1 and (u.shape[0] != h or v.shape[0] != w):
