@@ -71,9 +71,9 @@ def activation_args(spec: activations.Activation, alpha, gain, clamp):
 
 
 def _self_test_cases():
-    """Every kernel (forward, gradient, second derivative) over several GPU blocks (7k elements), activations
-    with zero and non-zero second derivatives, clamp, a channels_last and a sliced input, bias along dim 1
-    and along the last dim (fully connected layers)."""
+    """Every kernel (forward, gradient with the bias gradient, second derivative) over several GPU blocks (7k
+    elements), activations with zero and non-zero second derivatives, clamp, a channels_last and a sliced input,
+    bias along dim 1 and along the last dim (fully connected layers), and channel runs of >= 512 elements."""
     def layer(device, gen):
         x = torch.randn(3, 37, 7, 9, generator=gen, device=device).requires_grad_()
         b = torch.randn(37, generator=gen, device=device).requires_grad_()
@@ -94,7 +94,12 @@ def _self_test_cases():
             return (bias_act(x, b, act="elu", clamp=2.0, impl=impl),
                     bias_act(fc, b, act="softplus", impl=impl))
         return run, [x.requires_grad_(), b, fc]
-    return [layer, channels_last]
+
+    def long_runs(device, gen):  # the bias-gradient kernel's runs mode (a channel stride >= 512 elements)
+        x = torch.randn(2, 5, 16, 40, generator=gen, device=device).requires_grad_()
+        b = torch.randn(5, generator=gen, device=device).requires_grad_()
+        return (lambda impl, t: (bias_act(t[0], t[1], act="swish", clamp=3.0, impl=impl),)), [x, b]
+    return [layer, channels_last, long_runs]
 
 
 self_test.register("bias_act", _self_test_cases(), FAST_BACKENDS)
