@@ -115,6 +115,7 @@ def test_switches_disable_loading_and_building(tmp_path):
     assert not any(tmp_path.iterdir())  # nothing was built
 
 
+@pytest.mark.slow  # a full JIT build of the extension where it was prebuilt (minutes on 2 cores)
 def test_jit_cache_is_reused_without_a_compiler(tmp_path):
     """A finished JIT build loads in a new process without compiling (the compiler is not even needed)."""
     code = """
