@@ -61,9 +61,10 @@ def tripwire(monkeypatch):
 
     def trip(*args, **kwargs):
         raise AssertionError("a fast kernel was reached before the argument error")
+    # Import them all first: a module importing another's function while the wire is set would keep the wire.
+    mods = {module: importlib.import_module(f"gan_fast.fused.{module}") for module in _FUSED}
     for module, fn in _FUSED.items():
-        mod = importlib.import_module(f"gan_fast.fused.{module}")
-        monkeypatch.setattr(mod, fn, trip)
+        monkeypatch.setattr(mods[module], fn, trip)
 
 
 def _x():

@@ -8,9 +8,14 @@ structure and state_dict keys (``parametrizations.weight.original``,
 ``parametrizations.weight.0._u``, ``parametrizations.weight.0._v``), the same
 random initialisation of u and v followed by 15 power iterations, the same update
 rule and sigma, no iteration in eval mode, ``dim=1`` by default for transposed
-convolutions, and exact L2 normalisation (no buffers) for 1-D weights. A
-checkpoint saved with either loads into the other with identical outputs and
-gradients. Remove it with ``torch.nn.utils.parametrize.remove_parametrizations``.
+convolutions, exact L2 normalisation (no buffers) for 1-D weights, complex
+weights and weights with an empty dimension. A checkpoint saved with either loads
+into the other with identical outputs and gradients. Remove it with
+``torch.nn.utils.parametrize.remove_parametrizations``.
+
+:func:`spectral_norm_step` serves every layer of a model from one batched launch
+per power iteration (``gan_fast.fused.spectral_norm_multi`` computes it from the
+tensors; which layers it serves, and how they pick the result up, is decided here).
 """
 
 from __future__ import annotations
@@ -212,8 +217,8 @@ def spectral_normalize_all(model: nn.Module, impl: Optional[str] = None) -> List
         groups.setdefault((w.device, w.dtype, n, float(sn.eps)), []).append((sn, w))
     result: List[Tuple[SpectralNorm, torch.Tensor]] = []
     ops_mod = importlib.import_module("gan_fast.ops.spectral_normalize")  # gan_fast.ops re-exports the function
-    for (device, _dtype, n, eps), items in groups.items():
-        if backend.resolve("spectral_normalize", impl, device, ops_mod.FAST_BACKENDS) != "triton":
+    for (device, dtype, n, eps), items in groups.items():
+        if backend.resolve("spectral_normalize", impl, device, ops_mod.FAST_BACKENDS, dtype) != "triton":
             continue
         from ..fused.spectral_norm_multi import spectral_normalize_many  # noqa: PLC0415 - needs triton
 
