@@ -7,7 +7,8 @@ decides them. Each case times, forward and forward + backward:
 * ``eager``: the plain chain, i.e. the op's reference implementation (``gan_fast.reference``) called directly
   with arguments already in canonical form: no validation, no backend choice;
 * ``gan_fast``: the public op with ``impl=None``, what a user calls (validation, the cached backend choice, the
-  fast backend of the device if it has one: the C++ ``bias_act`` on CPU, the Triton kernels on CUDA).
+  fast backend of the device if it has one for such a tensor: the Triton kernels on CUDA; on CPU the C++
+  ``bias_act`` from 16K elements, so ``gan_fast:cpp`` times its glue at this size too).
 
 ``gan_fast``'s "× eager" is chain / gan_fast; the goal (issue 18) is >= 0.8 for every op. On CPU only ops with a
 C++ kernel run a fast path; for the others the figure measures the validation and dispatch cost, which is the
@@ -43,13 +44,17 @@ def _public(fn: Callable) -> Callable:
     return lambda tensors: ((lambda t: fn(t, None)), tensors)
 
 
-def _case(name: str, shape: str, make: Callable, diff, chain: Callable, public: Callable) -> Case:
-    """``chain(t)``: the plain chain; ``public(t, impl)``: the public op."""
+def _case(name: str, shape: str, make: Callable, diff, chain: Callable, public: Callable, explicit=()) -> Case:
+    """``chain(t)``: the plain chain; ``public(t, impl)``: the public op; ``explicit``: backends also timed when
+    asked for by name (``gan_fast:cpp``: the C++ glue, which the automatic choice skips for tiny CPU tensors)."""
     def run(t, impl):
         return chain(t) if impl == "ref" else public(t, impl)
 
+    extra = {"gan_fast": _public(public)}
+    for impl in explicit:
+        extra[f"gan_fast:{impl}"] = (lambda i: lambda tensors: ((lambda t: public(t, i)), tensors))(impl)
     return Case(op=OP, name=name, shape=shape, dtype=torch.float32, make=make, run=run, diff=diff,
-                passes=("fwd", "fwdbwd"), extra_baselines={"gan_fast": _public(public)}, compile=False,
+                passes=("fwd", "fwdbwd"), extra_baselines=extra, compile=False,
                 compile_note="host overhead: compile is not what is compared", reps=REPS, priority=90,
                 note="eager = the plain PyTorch chain (gan_fast.reference, canonical arguments); gan_fast = the "
                      "public op with impl=None; its x eager is chain / gan_fast")
@@ -72,7 +77,8 @@ def cases(preset: str, device: torch.device) -> List[Case]:
     out = [
         _case("bias_act", "x [2, 32, 4, 4] lrelu", t_x(2, 32, 4, 4, b=lambda: rand(32)), ("x", "b"),
               lambda t: r_bias_act.bias_act(t["x"], t["b"], 1, "lrelu", 0.2, SQRT2, None),
-              lambda t, impl: ops.bias_act(t["x"], t["b"], act="lrelu", impl=impl)),
+              lambda t, impl: ops.bias_act(t["x"], t["b"], act="lrelu", impl=impl),
+              explicit=("cpp",) if device.type == "cpu" else ()),
         _case("upsample2d", "x [2, 32, 4, 4], 4-tap filter", t_x(2, 32, 4, 4), ("x",),
               lambda t: r_upfirdn2d.upfirdn2d(t["x"], t["f"], (2, 2), (1, 1), (2, 1, 2, 1), False, 4.0),
               lambda t, impl: ops.upsample2d(t["x"], t["f"], impl=impl)),

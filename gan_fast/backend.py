@@ -151,7 +151,8 @@ self_test.on_reset(_choices.clear)  # a new self-test verdict may change a choic
 
 
 def resolve(op: str, impl: Optional[str], device: torch.device, fast: Dict[str, Sequence[str]],
-            dtype: Optional[torch.dtype] = None) -> str:
+            dtype: Optional[torch.dtype] = None, numel: int = 0,
+            min_numel: Optional[Dict[str, int]] = None) -> str:
     """Picks the backend for one call of ``op``.
 
     Args:
@@ -163,20 +164,25 @@ def resolve(op: str, impl: Optional[str], device: torch.device, fast: Dict[str, 
             A backend listed for any device counts as one the op has.
         dtype: the dtype of the op's main tensor: the automatic choice is
             self-tested per dtype (None: every dtype the device's self-test covers).
+        numel, min_numel: the automatic choice (no ``impl``, no ``GAN_FAST_IMPL``)
+            runs ``ref`` for a main tensor of fewer than ``min_numel[device type]``
+            elements, where ``ref`` was measured faster than the fast backend.
 
     Under ``torch.compile`` the choice is made once, at trace time, and treated
     as a constant (so changing ``GAN_FAST_IMPL`` later does not retrace).
     """
-    fast_items = tuple((k, tuple(v)) for k, v in fast.items()) if torch.compiler.is_compiling() else None
-    if fast_items is not None:  # Dynamo traces this function: no cache, the constant call below
-        return _resolve(op, impl, device.type, fast_items, dtype)
-    key = (op, impl, device.type, dtype, os.environ.get(ENV_VAR))
+    if torch.compiler.is_compiling():  # Dynamo traces this function: no cache, the constant call below
+        return _resolve(op, impl, device.type, tuple((k, tuple(v)) for k, v in fast.items()), dtype)
+    env = os.environ.get(ENV_VAR)
+    key = (op, impl, device.type, dtype, env)
     hit = _choices.get(key)
-    if hit is not None and hit[0] is fast:
-        return hit[1]
-    choice = _resolve(op, impl, device.type, tuple((k, tuple(v)) for k, v in fast.items()), dtype)
-    _choices[key] = (fast, choice)
-    return choice
+    if hit is None or hit[0] is not fast:
+        hit = (fast, _resolve(op, impl, device.type, tuple((k, tuple(v)) for k, v in fast.items()), dtype))
+        _choices[key] = hit
+    if min_numel is not None and impl is None and not (env and env.strip()) and hit[1] != "ref" \
+            and numel < min_numel.get(device.type, 0):
+        return "ref"
+    return hit[1]
 
 
 @torch.compiler.assume_constant_result

@@ -156,7 +156,13 @@ def test_public_op_runs_the_extension(monkeypatch):
     (dx.square().sum() + db.square().sum()).backward()
     assert calls == ["fwd", "grad_db", "grad2_db"]
     calls.clear()
-    ops.bias_act(torch.randn(2, 3), act="relu")  # automatic choice on CPU
+    ops.bias_act(torch.randn(4, 4096), act="relu")  # automatic choice on CPU: the kernel from 16K elements
+    assert calls == ["fwd"]
+    calls.clear()
+    ops.bias_act(torch.randn(2, 3), act="relu")  # below, the plain chain is faster (ops.bias_act.MIN_NUMEL)
+    assert calls == []
+    monkeypatch.setenv("GAN_FAST_IMPL", "cpp")  # a forced backend runs whatever the size
+    ops.bias_act(torch.randn(2, 3), act="relu")
     assert calls == ["fwd"]
 
 
