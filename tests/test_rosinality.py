@@ -333,3 +333,13 @@ def test_path_length_unconnected_error_unchanged():
     images = torch.randn(2, 1, 4, 4, requires_grad=True)
     with pytest.raises(ValueError, match="not connected to ws"):
         regularizers.PathLengthPenalty()(images * 2, ws)
+
+
+def test_fused_leaky_relu_names_its_own_arguments():
+    x = torch.randn(2, 3)
+    with pytest.raises(ValueError, match="scale must be finite"):
+        fused_leaky_relu(x, scale=float("nan"))
+    with pytest.raises(ValueError, match="negative_slope must be finite"):
+        fused_leaky_relu(x, negative_slope=float("inf"))
+    with pytest.raises(TypeError, match="negative_slope must be a number"):
+        fused_leaky_relu(x, negative_slope=None)

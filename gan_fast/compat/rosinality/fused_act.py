@@ -34,10 +34,8 @@ def fused_leaky_relu(input: torch.Tensor, bias: Optional[torch.Tensor] = None, n
         checks.tensor("bias", bias, ndim=1, shape_hint=f"[{input.shape[1]}] (input.shape[1])")
         if bias.shape[0] != input.shape[1]:
             raise ValueError(f"bias must have shape [{input.shape[1]}] (input.shape[1]), got {tuple(bias.shape)}")
-    if negative_slope is None:
-        raise TypeError("negative_slope must be a number, got None")
-    if scale is None:
-        raise TypeError("scale must be a number, got None")
+    negative_slope = checks.number("negative_slope", negative_slope)  # named here, not as bias_act's alpha/gain
+    scale = checks.number("scale", scale)
     return ops.bias_act(input, bias, dim=1, act="lrelu", alpha=negative_slope, gain=scale)
 
 
