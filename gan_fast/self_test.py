@@ -32,6 +32,7 @@ dtype from then on, with one warning saying why.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
@@ -47,20 +48,32 @@ Case = Callable[[torch.device, torch.Generator], Tuple[Run, Sequence[torch.Tenso
 
 _CASES: Dict[str, Tuple[Case, ...]] = {}
 _BACKENDS: Dict[str, Tuple[str, ...]] = {}  # op -> the fast backends it has (on any device)
+_TF32_OPS: set = set()
 _results: Dict[Tuple[str, str, str, torch.dtype], Tuple[bool, str]] = {}
-_lock = threading.Lock()
+_lock = threading.Lock()  # guards the dicts; each verdict has its own lock, so checks of other keys run meanwhile
+_key_locks: Dict[Tuple[str, str, str, torch.dtype], threading.Lock] = {}
 
 # A fast result may be off by this many times ref's own error in the same dtype ...
 ERROR_FACTOR = 8.0
-# ... plus this many units of the dtype's rounding (eps) at the RMS of the float64 result.
+# ... plus this many units of the dtype's rounding (eps) at the RMS of the float64 result ...
 FLOOR_EPS = {torch.float32: 64.0, torch.float64: 64.0, torch.float16: 4.0, torch.bfloat16: 4.0}
+# ... plus, for an op registered with tf32=True running float32 on CUDA with TF32 allowed, this many units of
+# TF32's rounding (2^-11) at that RMS. ref itself runs with TF32 off, so its error bounds exact arithmetic.
+TF32_EPS = 16.0
 
 
-def register(op: str, cases: Union[Case, Sequence[Case]], fast_backends: Dict[str, Sequence[str]]) -> None:
+def register(op: str, cases: Union[Case, Sequence[Case]], fast_backends: Dict[str, Sequence[str]],
+             tf32: bool = False) -> None:
     """Registers the cases that check ``op``'s fast backends (called by each op module with its
-    ``FAST_BACKENDS``). ``cases``: one case or a sequence of them."""
+    ``FAST_BACKENDS``). ``cases``: one case or a sequence of them. ``tf32``: the fast path may compute float32
+    products in TF32 where the caller allows it (``torch.backends.cudnn.allow_tf32``: cuDNN convolutions, the
+    implicit GEMM), which adds TF32's rounding to its bound; every other fast path is judged as exact float32."""
     _CASES[op] = (cases,) if callable(cases) else tuple(cases)
     _BACKENDS[op] = tuple(sorted({b for order in fast_backends.values() for b in order}))
+    if tf32:
+        _TF32_OPS.add(op)
+    else:
+        _TF32_OPS.discard(op)
 
 
 def dtypes(device: torch.device) -> Tuple[torch.dtype, ...]:
@@ -79,12 +92,18 @@ def passed(op: str, impl: str, device: torch.device, dtype: Optional[torch.dtype
     wanted = dtypes(device) if dtype is None else (dtype if dtype in dtypes(device) else torch.float32,)
     for dt in wanted:
         key = (op, impl, device.type, dt)
-        with _lock:
-            if key not in _results:
-                _results[key] = check(op, impl, device, (dt,))
-            ok, why = _results[key]
-        if not ok:
-            return ok, why
+        verdict = _results.get(key)
+        if verdict is None:
+            with _lock:
+                key_lock = _key_locks.setdefault(key, threading.Lock())
+            with key_lock:  # one check per key; other ops and dtypes are not held up meanwhile
+                verdict = _results.get(key)
+                if verdict is None:
+                    verdict = check(op, impl, device, (dt,))
+                    with _lock:
+                        _results[key] = verdict
+        if not verdict[0]:
+            return verdict
     return True, ""
 
 
@@ -123,7 +142,7 @@ def check_case(op: str, index: int, impl: str, device: torch.device, dtype: torc
         with torch.inference_mode(False), torch.enable_grad(), torch.autocast(device.type, enabled=False):
             gen = torch.Generator(device=device).manual_seed(index)
             run, leaves = _CASES[op][index](device, gen)
-            _compare(run, leaves, impl, dtype, gen)
+            _compare(run, leaves, impl, dtype, gen, op in _TF32_OPS)
         return True, ""
     except Exception as exc:  # noqa: BLE001 - any failure means: do not use this backend here
         msg = str(exc).strip().splitlines()
@@ -155,8 +174,9 @@ def _passes(run: Run, impl: str, leaves: Sequence[torch.Tensor], weights: Sequen
     g1 = torch.autograd.grad(s, diff, create_graph=True, allow_unused=True)
     results["gradient (create_graph)"] = filled(g1, diff)
     wrt = diff + [w for _, w in pairs]
-    # mean, not sum: keeps the second-order gradients inside float16's range
-    second = [g.float().square().mean() for g in g1 if g is not None and g.requires_grad]
+    # mean, not sum: keeps the second-order gradients inside float16's range (float64 stays float64)
+    second = [g.to(torch.promote_types(g.dtype, torch.float32)).square().mean()
+              for g in g1 if g is not None and g.requires_grad]
     if second:
         results["second-order gradient"] = filled(torch.autograd.grad(sum(second), wrt, allow_unused=True), wrt)
     else:
@@ -164,30 +184,49 @@ def _passes(run: Run, impl: str, leaves: Sequence[torch.Tensor], weights: Sequen
     return results
 
 
-def _compare(run: Run, leaves: Sequence[torch.Tensor], impl: str, dtype: torch.dtype,
-             gen: torch.Generator) -> None:
+@contextlib.contextmanager
+def _exact_float32():
+    """TF32 off for cuDNN and matmuls (ref's own error then bounds exact float32 arithmetic)."""
+    old = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        cudnn = torch.backends.cudnn
+        with cudnn.flags(enabled=cudnn.enabled, benchmark=cudnn.benchmark, deterministic=cudnn.deterministic,
+                         allow_tf32=False):
+            yield
+    finally:
+        torch.set_float32_matmul_precision(old)
+
+
+def _compare(run: Run, leaves: Sequence[torch.Tensor], impl: str, dtype: torch.dtype, gen: torch.Generator,
+             tf32: bool = False) -> None:
     low = _cast(leaves, dtype)
     high = _cast(low, torch.float64)  # the same values, exactly
     truth_outs = tuple(run("ref", high))
-    weights32 = [torch.randn(o.shape, generator=gen, device=o.device) for o in truth_outs]
+    weights = [torch.randn(o.shape, generator=gen, device=o.device).to(dtype) for o in truth_outs]
 
-    def cot(dt):
-        return [w.to(dt).requires_grad_() for w in weights32]
+    def cot(dt):  # every backend gets the same cotangent values (the low dtype's, exactly)
+        return [w.to(dt).requires_grad_() for w in weights]
 
     truth = _passes(run, "ref", _cast(high, torch.float64), cot(torch.float64))
-    base = _passes(run, "ref", _cast(low, dtype), cot(dtype))
+    with _exact_float32():
+        base = _passes(run, "ref", _cast(low, dtype), cot(dtype))
     got = _passes(run, impl, _cast(low, dtype), cot(dtype))
+    tf32_eps = 0.0
+    if tf32 and dtype == torch.float32 and low and low[0].device.type == "cuda" and torch.backends.cudnn.allow_tf32:
+        tf32_eps = TF32_EPS * 2.0 ** -11
     for name, want in truth.items():
         if name not in got or len(got[name]) != len(want):
             raise AssertionError(f"{name}: the {impl} backend returned {len(got.get(name, []))} results, "
                                  f"ref {len(want)}")
         for k, (g, b, t) in enumerate(zip(got[name], base[name], want)):
-            judge(g, b, t, f"{name} {k}")
+            judge(g, b, t, f"{name} {k}", tf32_eps)
 
 
-def judge(got: torch.Tensor, base: torch.Tensor, truth: torch.Tensor, what: str) -> None:
+def judge(got: torch.Tensor, base: torch.Tensor, truth: torch.Tensor, what: str, extra_eps: float = 0.0) -> None:
     """Raises AssertionError unless ``got`` (fast, in some dtype) is as close to ``truth`` (float64 ref)
-    as ``base`` (ref in the same dtype) is, up to :data:`ERROR_FACTOR`, plus the dtype's floor."""
+    as ``base`` (ref in the same dtype) is, up to :data:`ERROR_FACTOR`, plus the dtype's floor (and
+    ``extra_eps`` at the result's RMS: TF32's allowance)."""
     if got.shape != truth.shape:
         raise AssertionError(f"{what}: shape {tuple(got.shape)}, expected {tuple(truth.shape)}")
     if got.dtype != base.dtype:
@@ -215,7 +254,7 @@ def judge(got: torch.Tensor, base: torch.Tensor, truth: torch.Tensor, what: str)
     ref_err = (b - t).abs().max().item()
     rms = t.square().mean().sqrt().item()
     eps = torch.finfo(base.dtype).eps
-    bound = ERROR_FACTOR * ref_err + FLOOR_EPS.get(base.dtype, 64.0) * eps * (rms if rms > 0 else 1.0)
+    bound = ERROR_FACTOR * ref_err + (FLOOR_EPS.get(base.dtype, 64.0) * eps + extra_eps) * (rms if rms > 0 else 1.0)
     if not err <= bound or math.isnan(err):
         raise AssertionError(f"{what}: max error {err:.3g} against float64 exceeds {bound:.3g} "
                              f"({ERROR_FACTOR:g} x ref's own {ref_err:.3g} + floor; rms {rms:.3g})")
@@ -224,8 +263,8 @@ def judge(got: torch.Tensor, base: torch.Tensor, truth: torch.Tensor, what: str)
 def main(argv=None) -> int:
     """``gan-fast-self-test [--device DEVICE] [--op REGEX]``: every op's self-test on each of its fast backends.
 
-    Prints one line per (op, backend): ok (with the dtypes checked), FAILED with the reason, or
-    unavailable with why; exits 1 when a backend that can run here fails.
+    Prints one line per (op, backend, dtype): ok, FAILED with the reason, or unavailable with why;
+    exits 1 when a backend that can run here fails.
     """
     import argparse  # noqa: PLC0415
     import re  # noqa: PLC0415
@@ -250,11 +289,13 @@ def main(argv=None) -> int:
             if not usable:
                 print(f"  {op:40s} {impl:7s} unavailable: {why}", flush=True)
                 continue
-            t0 = time.perf_counter()
-            ok, reason = check(op, impl, device)
-            failed |= not ok
-            took = f"({time.perf_counter() - t0:.1f} s)"
-            print(f"  {op:40s} {impl:7s} {'ok ' + took if ok else 'FAILED ' + took + ': ' + reason}", flush=True)
+            for dt in dtypes(device):  # one line per dtype as it finishes: a run cut short keeps what it checked
+                t0 = time.perf_counter()
+                ok, reason = check(op, impl, device, (dt,))
+                failed |= not ok
+                took = f"{str(dt).replace('torch.', '')} ({time.perf_counter() - t0:.1f} s)"
+                print(f"  {op:40s} {impl:7s} {'ok ' + took if ok else 'FAILED ' + took + ': ' + reason}",
+                      flush=True)
     return 1 if failed else 0
 
 

@@ -256,3 +256,17 @@ def test_the_anchor_of_the_gpu_tests_passes_ref_and_rejects_a_wrong_kernel():
     assert_anchored(run("ref"), run("ref"), [x, b], torch.float32)
     with pytest.raises(AssertionError, match="result 0"):
         assert_anchored(run("ref", 1.001), run("ref"), [x, b], torch.float32)
+
+
+def test_judge_tf32_allowance_is_bounded():
+    """An op registered with tf32=True gets TF32's rounding (2^-11 at the RMS, times TF32_EPS) on top of ref's
+    exact-float32 error, and no more."""
+    truth = torch.randn(4000, dtype=torch.float64)
+    base = truth.float()
+    allowance = self_test.TF32_EPS * 2.0 ** -11
+    rms = truth.square().mean().sqrt().item()
+    self_test.judge(base + 0.5 * allowance * rms, base, truth, "forward 0", allowance)
+    with pytest.raises(AssertionError, match="exceeds"):
+        self_test.judge(base + 0.5 * allowance * rms, base, truth, "forward 0")  # exact float32: no allowance
+    with pytest.raises(AssertionError, match="exceeds"):
+        self_test.judge(base + 2 * allowance * rms, base, truth, "forward 0", allowance)

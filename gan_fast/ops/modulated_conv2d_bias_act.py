@@ -82,7 +82,11 @@ def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: tor
     weight, styles, bias, noise, resample_filter = cast_to(x, weight, styles, bias, noise, resample_filter)
 
     # Each algorithm is self-tested (and falls back) on its own: an opt-in one cannot disable the default.
-    chosen = backend.resolve(_SELF_TEST_NAMES[algorithm], impl, x.device, FAST_BACKENDS, x.dtype)
+    # Under autocast the fused layer computes in the autocast dtype: that dtype's verdict is the one that applies.
+    dtype = x.dtype
+    if dtype != torch.float64 and torch.is_autocast_enabled(x.device.type):
+        dtype = torch.get_autocast_dtype(x.device.type)
+    chosen = backend.resolve(_SELF_TEST_NAMES[algorithm], impl, x.device, FAST_BACKENDS, dtype)
     if x.numel() == 0 or weight.numel() == 0:
         chosen = "ref"  # empty inputs never reach a kernel
     if chosen == "ref" and impl is None:
@@ -163,4 +167,4 @@ def _self_test_cases(algorithm):
 
 _SELF_TEST_NAMES = {"cudnn": "modulated_conv2d_bias_act", "implicit_gemm": "modulated_conv2d_bias_act:implicit_gemm"}
 for _algorithm, _name in _SELF_TEST_NAMES.items():
-    self_test.register(_name, _self_test_cases(_algorithm), FAST_BACKENDS)
+    self_test.register(_name, _self_test_cases(_algorithm), FAST_BACKENDS, tf32=True)  # cuDNN / the TF32 GEMM
