@@ -4,7 +4,7 @@ A GPU machine is lent rarely and briefly (about 15 minutes, start-up included), 
 each minute answers, stays inside one wall-clock budget (``--total-s``, default 360 s) and never loses what it
 measured when a step runs out of time:
 
-1. **preflight** (<= 20 s): CUDA usable, a one-line Triton kernel compiles and runs, and which of nvcc, ninja and
+1. **preflight** (seconds; at most 60): CUDA usable, a one-line Triton kernel compiles and runs, and which of nvcc, ninja and
    ``Python.h`` exist. Without CUDA the run stops here with status 2 and says so.
 2. **install**: ``pip install --no-deps --no-build-isolation -e .`` without the C++ extension (seconds); if that
    fails, the checkout is used in place (``PYTHONPATH``; ``gan_fast.kernels`` resolves there too).
@@ -48,7 +48,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Test files in order of what a failure there would cost (the kernels that run in every training step, then
 # the new kernels, then integration); files not listed follow in name order.
 PRIORITY_TESTS = [
-    "test_self_test.py", "test_autotune_configs.py", "test_modulated_conv2d_bias_act.py",
+    "test_self_test.py", "test_cuda_graphs.py", "test_autotune_configs.py", "test_modulated_conv2d_bias_act.py",
     "test_modulated_conv2d_backends.py", "test_bias_act_triton_kernels.py", "test_upfirdn2d_triton_kernels.py",
     "test_gradient_norm_penalty_backends.py", "test_spectral_norm_backends.py", "test_filtered_lrelu_triton.py",
     "test_minibatch_discrimination_backends.py", "test_bias_act_backends.py", "test_upfirdn2d_backends.py",
@@ -62,7 +62,7 @@ CPP_TESTS = ["tests/test_bias_act_backends.py", "tests/test_upfirdn2d_backends.p
 
 # Per step: (cap in seconds, the least worth starting with).
 STEPS = {
-    "preflight": (20, 5), "install": (30, 5), "self-test": (60, 20), "decisive": (110, 30), "tests": (90, 30),
+    "preflight": (60, 5), "install": (30, 5), "self-test": (60, 20), "decisive": (110, 30), "tests": (90, 30),
     "cpp": (40, 15), "compile": (120, 40), "report": (10, 3),
 }
 REPORT_RESERVE = 15  # always kept for the report (and the summary)
@@ -75,9 +75,11 @@ class Run:
         self.log_path = os.path.join(out, "gpu.log")
         self.summary: Dict[str, Dict] = {}
         open(self.log_path, "w").close()
-        self.env = dict(os.environ, PYTHONUNBUFFERED="1", GAN_FAST_EXT="0")
-        for name in ("GAN_FAST_IMPL", "TRITON_INTERPRET"):
-            self.env.pop(name, None)
+        # Nothing inherited decides a step (GAN_FAST_AUTOTUNE=first would time one config only,
+        # GAN_FAST_REQUIRE_BACKENDS would fail the cpp tests the extension-less steps skip ...).
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("GAN_FAST_") and k != "TRITON_INTERPRET"}
+        self.env.update(PYTHONUNBUFFERED="1", GAN_FAST_EXT="0")
+        self.children: List[subprocess.Popen] = []
 
     # -------------------------------------------------------------------------------------------- plumbing
 
@@ -93,20 +95,32 @@ class Run:
         with open(self.log_path, "a") as f:
             f.write(line + "\n")
 
-    def grant(self, step: str, reserve: float = REPORT_RESERVE) -> Optional[float]:
-        """Seconds step ``step`` may take, or None (logged) when less than its minimum is left."""
+    def grant(self, step: str, reserve: float = REPORT_RESERVE, tag: Optional[str] = None) -> Optional[float]:
+        """Seconds step ``step`` may take, or None (logged under ``tag``) when less than its minimum is left."""
         cap, least = STEPS[step]
         t = min(cap, self.left() - reserve)
         if t < least:
-            self.log(f"{step}: SKIPPED (only {max(t, 0):.0f} s left of the {self.total:.0f} s budget)")
-            self.summary[step] = {"status": "skipped", "left_s": round(max(t, 0), 1)}
+            tag = tag or step
+            self.log(f"{tag}: SKIPPED (only {max(t, 0):.0f} s left of the {self.total:.0f} s budget)")
+            self.summary[tag] = {"status": "skipped", "left_s": round(max(t, 0), 1)}
             return None
         return t
 
     def start(self, cmd: Sequence[str], log_path: str, env: Optional[Dict] = None) -> subprocess.Popen:
-        f = open(log_path, "ab")
-        return subprocess.Popen(list(cmd), stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env or self.env,
-                                start_new_session=True)
+        with open(log_path, "ab") as f:
+            proc = subprocess.Popen(list(cmd), stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env or self.env,
+                                    start_new_session=True)
+        self.children.append(proc)
+        return proc
+
+    def kill_children(self) -> None:
+        """Every process group still running is killed (this run ends; a warm machine must not keep them)."""
+        for proc in self.children:
+            if proc.poll() is None:
+                try:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
     @staticmethod
     def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, grace: float = 10.0) -> None:
@@ -129,14 +143,19 @@ class Run:
         returns the return codes (None: stopped at the deadline)."""
         while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
             time.sleep(0.2)
-        codes = []
-        for p in procs:
+        stopped = [p for p in procs if p.poll() is None]
+        for p in stopped:  # every one signalled first, then one shared grace period
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+        grace = time.monotonic() + 10.0
+        while any(p.poll() is None for p in stopped) and time.monotonic() < grace:
+            time.sleep(0.1)
+        for p in stopped:
             if p.poll() is None:
-                self.stop(p, sig)
-                codes.append(None)
-            else:
-                codes.append(p.returncode)
-        return codes
+                self.stop(p, signal.SIGKILL, grace=5.0)
+        return [None if p in stopped else p.returncode for p in procs]
 
     def step(self, name: str, cmd: Sequence[str], timeout: float, env: Optional[Dict] = None,
              sig: int = signal.SIGINT) -> Optional[int]:
@@ -157,7 +176,10 @@ class Run:
 
     # -------------------------------------------------------------------------------------------- steps
 
-    def preflight(self) -> Optional[Dict]:
+    def preflight(self) -> Dict:
+        """What the machine offers. The JSON is written as soon as CUDA has been probed and again after the
+        Triton probe, so a slow cold start costs the Triton line, never the run: only a recorded cuda=False
+        stops it."""
         t = self.grant("preflight")
         path = os.path.join(self.out, "preflight.json")
         rc = self.step("preflight", self.py("-m", "benchmarks.gpu", "--preflight", path), t or 5)
@@ -165,7 +187,7 @@ class Run:
             with open(path) as f:
                 info = json.load(f)
         except (OSError, ValueError):
-            info = {"cuda": False, "why": f"the preflight wrote nothing (rc={rc})"}
+            info = {"cuda": None, "why": f"the preflight wrote nothing (rc={rc}); going on"}
         self.summary["preflight"]["info"] = info
         return info
 
@@ -179,9 +201,12 @@ class Run:
             self.log("install: using the checkout in place (PYTHONPATH)")
 
     def self_test(self, ops_pattern: Optional[str] = None, tag: str = "self-test", env=None) -> None:
-        t = self.grant("self-test")
+        t = self.grant("self-test", tag=tag)
         if t is None:
             return
+        # One autotune config: the self-test's tiny cases would otherwise tune every kernel (as users' first calls
+        # do not: their shapes tune once).
+        env = dict(env or self.env, GAN_FAST_AUTOTUNE="first")
         names = self.op_names() if ops_pattern is None else [ops_pattern]
         self.log(f"{tag}: {len(names)} processes (timeout {t:.0f} s)")
         logs = [os.path.join(self.out, f".{tag}-{i}.log") for i in range(len(names))]
@@ -226,6 +251,7 @@ class Run:
         t = self.grant(step, reserve)
         if t is None:
             return None
+        # the cpp step's benchmark and its tests are both "cpp" steps: keep their summaries apart
         # The runner stops starting measurements at --budget-s and writes its JSON; SIGTERM is the backstop.
         cmd = self.py("-m", "benchmarks", "--out", self.out, "--no-chart", "--budget-s", f"{max(t - 15, t / 2):.0f}",
                       *args)
@@ -265,7 +291,7 @@ class Run:
             self.summary["extension"] = {"status": "not built", "missing": missing}
             return None
         self.ext_env = dict(self.env, GAN_FAST_EXT="jit", GAN_FAST_CACHE_DIR="/tmp/gan_fast_gpu_cache",
-                            MAX_JOBS=str(max(2, (os.cpu_count() or 4) // 2)), TORCH_CUDA_ARCH_LIST="9.0")
+                            MAX_JOBS=str(max(2, (os.cpu_count() or 4) // 4)), TORCH_CUDA_ARCH_LIST="9.0")
         code = ("from gan_fast import extension as e; ok, why = e.status(); "
                 "print('EXTENSION', ok, e.has_cuda() if ok else False, why)")
         self.log(f"extension: building in the background (cap {cap:.0f} s)")
@@ -290,7 +316,7 @@ class Run:
         env = self.ext_env
         self.self_test(r"^(bias_act|upfirdn2d)$", tag="self-test-cpp", env=env)
         self.bench("cpp", ["--preset", "decisive", "--only", CPP_CASES, "--tag", "cpp"], env=env)
-        t = self.grant("cpp")
+        t = self.grant("cpp", tag="cpp-tests")
         if t is not None:
             self.step("cpp-tests", self.py("-m", "pytest", "-q", "-rfE", "-p", "no:cacheprovider", "-k", "cpp",
                                            *CPP_TESTS), t, env)
@@ -301,9 +327,12 @@ class Run:
             self.log("report: no benchmark JSON was written")
             return False
         path = os.path.join(self.out, "report.md")
-        with open(path, "w") as f:
-            rc = subprocess.call(self.py("-m", "benchmarks.report", *jsons), stdout=f, stderr=subprocess.STDOUT,
-                                 cwd=ROOT, env=self.env, timeout=60)
+        try:
+            with open(path, "w") as f:
+                rc = subprocess.call(self.py("-m", "benchmarks.report", *jsons), stdout=f,
+                                     stderr=subprocess.STDOUT, cwd=ROOT, env=self.env, timeout=60)
+        except subprocess.TimeoutExpired:
+            rc = None
         self.summary["report"] = {"rc": rc, "files": [os.path.basename(p) for p in jsons]}
         return rc == 0
 
@@ -338,6 +367,20 @@ def preflight(path: str) -> int:
     import sysconfig
 
     info: Dict = {"python": sys.version.split()[0], "cpus": os.cpu_count()}
+
+    def write():
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(info, f, indent=1)
+        os.replace(tmp, path)
+
+    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
+    info["nvcc"] = shutil.which("nvcc") or (os.path.join(cuda_home, "bin", "nvcc")
+                                            if os.path.exists(os.path.join(cuda_home, "bin", "nvcc")) else None)
+    info["ninja"] = shutil.which("ninja") or (importlib.util.find_spec("ninja") is not None)
+    info["python_h"] = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
+    for mod in ("pytest", "numpy", "matplotlib"):
+        info[mod] = importlib.util.find_spec(mod) is not None
     try:
         import torch
 
@@ -349,6 +392,7 @@ def preflight(path: str) -> int:
                            f"of torch: torch.version.cuda = {torch.version.cuda})")
     except Exception as exc:  # noqa: BLE001
         info.update(cuda=False, why=f"import torch failed: {exc!r}")
+    write()
     if info.get("cuda"):
         try:
             import triton
@@ -365,16 +409,7 @@ def preflight(path: str) -> int:
             info["triton_kernel"] = "ok" if bool((x == 1).all()) else "ran but gave a wrong result"
         except Exception as exc:  # noqa: BLE001
             info["triton_kernel"] = f"failed: {exc!r}"[:500]
-    cuda_home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH") or "/usr/local/cuda"
-    nvcc = shutil.which("nvcc") or (os.path.join(cuda_home, "bin", "nvcc")
-                                    if os.path.exists(os.path.join(cuda_home, "bin", "nvcc")) else None)
-    info["nvcc"] = nvcc
-    info["ninja"] = shutil.which("ninja") or (importlib.util.find_spec("ninja") is not None)
-    info["python_h"] = os.path.exists(os.path.join(sysconfig.get_paths()["include"], "Python.h"))
-    for mod in ("pytest", "numpy", "matplotlib"):
-        info[mod] = importlib.util.find_spec(mod) is not None
-    with open(path, "w") as f:
-        json.dump(info, f, indent=1)
+        write()
     print(json.dumps(info), flush=True)
     return 0 if info.get("cuda") and info.get("triton_kernel") == "ok" else 1
 
@@ -394,26 +429,36 @@ def main(argv=None) -> int:
     run = Run(os.path.abspath(args.out), args.total_s, args.python, args.shards)
     run.log(f"out {run.out}, budget {args.total_s:.0f} s, python {args.python}")
 
-    info = run.preflight()
-    if not info.get("cuda"):
-        run.log(f"STOP: CUDA is not available here: {info.get('why', 'unknown')}. Nothing was installed, "
-                "tested or benchmarked (this script is for a CUDA GPU machine).")
+    def terminated(signum, frame):  # the device tool's timeout: end the children, keep the summary
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, terminated)
+    try:
+        info = run.preflight()
+        if info.get("cuda") is False:
+            run.log(f"STOP: CUDA is not available here: {info.get('why', 'unknown')}. Nothing was installed, "
+                    "tested or benchmarked (this script is for a CUDA GPU machine).")
+            return 2
+        run.log(f"preflight: {info.get('device')} sm_{''.join(map(str, info.get('capability', [])))}, torch "
+                f"{info.get('torch')}, triton {info.get('triton')} ({info.get('triton_kernel')}), nvcc "
+                f"{info.get('nvcc')}, ninja {info.get('ninja')}, Python.h {info.get('python_h')}, pytest "
+                f"{info.get('pytest')}")
+        run.install()
+        run.self_test()
+        run.bench("decisive", ["--preset", "decisive", "--no-compile"])
+        build = run.tests(info) if info.get("pytest", True) else run.start_extension_build(info, 60)
+        if run.finish_extension_build(build):
+            run.cpp()
+        run.bench("compile", ["--preset", "decisive", "--only", COMPILE_CASES, "--tag", "compile",
+                              "--compile-mode", "default"])
+        return 0 if run.report() else 1
+    except KeyboardInterrupt as exc:
+        run.log(f"STOPPED ({exc}): the steps still running are ended; what was written stays")
+        run.report()
+        return 1
+    finally:
+        run.kill_children()
         run.write_summary()
-        return 2
-    run.log(f"preflight: {info.get('device')} sm_{''.join(map(str, info.get('capability', [])))}, torch "
-            f"{info.get('torch')}, triton {info.get('triton')} ({info.get('triton_kernel')}), nvcc {info.get('nvcc')}, "
-            f"ninja {info.get('ninja')}, Python.h {info.get('python_h')}, pytest {info.get('pytest')}")
-    run.install()
-    run.self_test()
-    run.bench("decisive", ["--preset", "decisive", "--no-compile"])
-    build = run.tests(info) if info.get("pytest") else run.start_extension_build(info, 60)
-    if run.finish_extension_build(build):
-        run.cpp()
-    run.bench("compile", ["--preset", "decisive", "--only", COMPILE_CASES, "--tag", "compile",
-                          "--compile-mode", "default"])
-    ok = run.report()
-    run.write_summary()
-    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -40,7 +40,7 @@ DECISIVE = [
     ("modulated_conv2d_bias_act/conv0_up_256px", "float32"),
     ("stylegan2_iteration/256px", "float32"),
     ("filtered_lrelu/L10_150to276px_up4", "float32"),
-    ("alias_free_layer/L11_278to276px_up2", "float32"),
+    ("alias_free_layer/L11_276to276px_up2", "float32"),
     ("r1_step/D256", "float16"),
     ("path_length_step/G256", "float16"),
     ("bias_act/synth256", "float16"),

@@ -28,6 +28,9 @@ STUB = textwrap.dedent('''
         while True:
             time.sleep(0.05)
     if args[:3] == ["-m", "benchmarks.gpu", "--preflight"]:
+        if mode == "slowpreflight":  # a cold start that outlasts the preflight's time: it writes nothing
+            forever(lambda: None, signal.SIGINT)
+        assert not any(k.startswith("GAN_FAST_") and k != "GAN_FAST_EXT" for k in os.environ), "env leaked"
         info = {"cuda": mode != "nocuda", "why": "stub: no GPU", "triton_kernel": "ok", "nvcc": "/stub/nvcc",
                 "ninja": True, "python_h": True, "pytest": True, "device": "Stub GPU", "capability": [9, 0]}
         json.dump(info, open(args[3], "w"))
@@ -106,6 +109,25 @@ def test_steps_that_no_longer_fit_are_skipped_and_the_report_still_runs(stub, tm
     assert "SKIPPED" in log and summary["compile"]["status"] == "skipped"
     assert took < 9 + 5
     assert rc == (0 if (tmp_path / "out" / "report.md").exists() else 1)
+
+
+def test_a_preflight_that_runs_out_of_time_does_not_stop_the_run(stub, tmp_path, monkeypatch):
+    monkeypatch.setenv("GAN_FAST_AUTOTUNE", "first")  # inherited settings never reach a step
+    rc, took, log, summary = _run(stub, tmp_path / "out", 30, "slowpreflight", monkeypatch)
+    assert summary["preflight"]["rc"] is None and "going on" in summary["preflight"]["info"]["why"]
+    assert "install:" in log and "STOP" not in log
+
+
+def test_every_decisive_case_exists():
+    """presets.DECISIVE names cases by label: a renamed case must not silently drop out of the GPU run."""
+    import torch
+
+    from benchmarks import presets
+    from benchmarks.__main__ import collect_cases
+    from benchmarks.harness import dtype_name
+
+    found = {(c.label, dtype_name(c.dtype)) for c in collect_cases("decisive", torch.device("cuda"), None)}
+    assert set(presets.DECISIVE) == found
 
 
 def test_gpu_sh_without_cuda_stops_within_a_minute(tmp_path):
