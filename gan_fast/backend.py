@@ -175,7 +175,11 @@ def resolve(op: str, impl: Optional[str], device: torch.device, fast: Dict[str, 
         return _resolve(op, impl, device.type, tuple((k, tuple(v)) for k, v in fast.items()), dtype)
     env = os.environ.get(ENV_VAR)
     key = (op, impl, device.type, dtype, env)
-    hit = _choices.get(key)
+    try:
+        hit = _choices.get(key)
+    except TypeError:  # an unhashable impl (a list ...): the usual message that names impl
+        normalize_impl(impl)
+        raise
     if hit is None or hit[0] is not fast:
         hit = (fast, _resolve(op, impl, device.type, tuple((k, tuple(v)) for k, v in fast.items()), dtype))
         _choices[key] = hit

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import os
+import struct
 import threading
 from typing import Dict, Iterator, List, Optional, Tuple
 
@@ -42,11 +44,25 @@ def is_dense(t: torch.Tensor) -> bool:
     return True
 
 
+def to_float32(value: float) -> float:
+    """``value`` rounded to the nearest float32 (inf beyond its range), as a Python float; no tensor."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
+
+
+def is_channels_last(t: torch.Tensor) -> bool:
+    """channels_last and not also contiguous (a [N, C, 1, 1] tensor is both): the launchers keep this layout."""
+    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
 def split_f64(value: float, f64: bool) -> Tuple[float, float]:
     """``value`` as float32 hi + lo (lo = 0 unless ``f64``): Triton passes Python floats as float32, so
-    float64 kernels rebuild about 48 bits of the value as ``(zero_f64 + hi) + lo``."""
-    hi = float(torch.tensor(value, dtype=torch.float32))
-    return hi, (float(torch.tensor(value - hi, dtype=torch.float32)) if f64 else 0.0)
+    float64 kernels rebuild about 48 bits of the value as ``(zero_f64 + hi) + lo``. Host arithmetic only:
+    it runs on every launch."""
+    hi = to_float32(value)
+    return hi, (to_float32(value - hi) if f64 and math.isfinite(hi) else 0.0)
 
 
 class nullcontext:

@@ -68,7 +68,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import device_guard, interpreting
+from ._common import device_guard, interpreting, is_channels_last
 from .bias_act import _clamp_keep_nan
 
 __all__ = ["filtered_lrelu_fwd", "filtered_lrelu_bwd", "plan_forward", "plan_backward", "mask_size",
@@ -366,10 +366,6 @@ def _num_warps(bu: int) -> int:
 # ----------------------------------------------------------------------------------------------- launchers
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
 def _span(t: torch.Tensor) -> int:
     return sum((s - 1) * abs(st) for s, st in zip(t.shape, t.stride()) if s > 0)
 
@@ -444,7 +440,7 @@ def filtered_lrelu_fwd(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional
     if plan is None:
         raise ValueError(f"filtered_lrelu: no tile of at most {_MAX_BLOCK} samples holds {nfu}/{nfd}-tap filters "
                          f"at up {up}, down {down}")
-    cl = _is_channels_last(x)
+    cl = is_channels_last(x)
     fmt = torch.channels_last if cl else torch.contiguous_format
     y = torch.empty((n, c, oh, ow), dtype=x.dtype, device=x.device, memory_format=fmt)
     if mode == MODE_ACT_MASK:

@@ -30,7 +30,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import device_guard, on_gpu
+from ._common import device_guard, is_channels_last, on_gpu
 
 __all__ = ["DEMOD_EPS", "demod_coefs", "scale_channels", "channel_dot", "modulate_weight"]
 
@@ -58,10 +58,6 @@ GPU_CONSTEXPRS = {
 
 def _next_pow2(v: int) -> int:
     return 1 << max(int(v) - 1, 0).bit_length()
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def _dense(x: torch.Tensor) -> torch.Tensor:
@@ -174,7 +170,7 @@ def scale_channels(x: torch.Tensor, scale: Optional[torch.Tensor], noise: Option
     """
     x = _dense(x)
     bsz, c, h, w = x.shape
-    channels_last = _is_channels_last(x)
+    channels_last = is_channels_last(x)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     y = torch.empty(x.shape, dtype=out_dtype or x.dtype, device=x.device, memory_format=fmt)
     numel = x.numel()

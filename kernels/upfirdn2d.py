@@ -27,7 +27,7 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import Tuned, device_guard, interpreting
+from ._common import Tuned, device_guard, interpreting, is_channels_last
 
 __all__ = ["upfirdn2d_fwd", "output_size", "SEPARABLE_TWO_PASS_MIN_TAPS"]
 
@@ -137,10 +137,6 @@ def output_size(h: int, w: int, fh: int, fw: int, upx: int, upy: int, downx: int
     return ((h * upy + py0 + py1 - fh) // downy + 1, (w * upx + px0 + px1 - fw) // downx + 1)
 
 
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-
-
 def _next_pow2(v: int) -> int:
     return 1 << max(int(v) - 1, 0).bit_length()
 
@@ -150,7 +146,7 @@ def _launch(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, upx: int, upy: in
     n, c, h, w = x.shape
     oh, ow = y.shape[2:]
     fh, fw = g.shape
-    channels_last = _is_channels_last(y)
+    channels_last = is_channels_last(y)
     span_x = sum((s - 1) * abs(st) for s, st in zip(x.shape, x.stride()))
     span_y = sum((s - 1) * abs(st) for s, st in zip(y.shape, y.stride()))
     # Only unmasked lanes need exact offsets (masked ones may wrap); a small margin for safety.
@@ -207,7 +203,7 @@ def upfirdn2d_fwd(x: torch.Tensor, f: torch.Tensor, upx: int, upy: int, downx: i
         raise ValueError(f"up/down factors must be >= 1, got up=({upx}, {upy}), down=({downx}, {downy})")
     if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
         x = x.contiguous()
-    channels_last = _is_channels_last(x)
+    channels_last = is_channels_last(x)
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     n, c, h, w = x.shape
     ft = f.shape[0]

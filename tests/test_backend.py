@@ -96,3 +96,8 @@ def test_kernels_import_from_a_checkout_used_in_place(tmp_path):
                          env={**__import__("os").environ, "PYTHONPATH": str(tmp_path)})
     lines = out.stdout.split()
     assert lines[0].startswith(str(tmp_path / "gan_fast")) and lines[1] == str(tmp_path / "kernels" / "upfirdn2d.py")
+
+
+def test_an_unhashable_impl_gets_the_message_that_names_impl():
+    with pytest.raises(TypeError, match="impl must be None or one of"):
+        backend.resolve("op", ["ref"], CPU, {})

@@ -50,7 +50,7 @@ def _check(x, f, up, down, pad, flip, gain, dtype=torch.float32):
     y = K.upfirdn2d_fwd(x.to(dtype), f, *up, *down, *pad, flip, gain)
     assert y.shape == want.shape
     assert y.dtype == dtype
-    fmt = torch.channels_last if K._is_channels_last(x) else torch.contiguous_format
+    fmt = torch.channels_last if K.is_channels_last(x) else torch.contiguous_format
     assert y.is_contiguous(memory_format=fmt)
     _close(y, want, dtype)
 

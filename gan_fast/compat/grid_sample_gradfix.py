@@ -21,12 +21,11 @@ need one too.
 
 from __future__ import annotations
 
-import inspect
-
 import torch
 import torch.nn.functional as F
 
 from .. import checks
+from ..fused import cache_signatures
 
 __all__ = ["grid_sample", "enabled"]
 
@@ -118,8 +117,7 @@ class _InputGradient(torch.autograd.Function):
         return _GridSample.apply(v, grid), None, None
 
 
-for _fn in (_GridSample, _InputGradient):
-    _fn.forward.__signature__ = inspect.signature(_fn.forward)  # Function.apply binds args on every call
+cache_signatures(_GridSample, _InputGradient)
 
 
 def _reference_gradients(grad_output, input, grid, need_input: bool):

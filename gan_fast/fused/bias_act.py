@@ -43,11 +43,13 @@ The clamp's gradient mask is recomputed from the pre-clamp value
 from __future__ import annotations
 
 import importlib
-import inspect
 import math
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
+
+from ..kernels._common import is_dense  # no triton import: the C++ path needs none
+from . import cache_signatures
 
 __all__ = ["bias_act", "bias_act_vjp", "kernel_set", "KernelSet"]
 
@@ -309,20 +311,9 @@ class _BiasAct(torch.autograd.Function):
         return None, None, None
 
 
-for _fn in (_BiasAct, _BiasActGrad, _BiasActGradDb, _BiasActGrad2, _BiasActGrad2Db):
-    _fn.forward.__signature__ = inspect.signature(_fn.forward)  # spare Function.apply an inspection per call
+cache_signatures(_BiasAct, _BiasActGrad, _BiasActGradDb, _BiasActGrad2, _BiasActGrad2Db)
 
 
-def _is_dense(t: torch.Tensor) -> bool:
-    """Non-overlapping and dense: the elements fill numel consecutive storage slots in some order."""
-    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last):
-        return True
-    expected = 1
-    for size, stride in sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda p: p[1]):
-        if stride != expected:
-            return False
-        expected *= size
-    return True
 
 
 def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act_code: int, alpha: float, gain: float,
@@ -350,7 +341,7 @@ def _prepare(x, b, dim, act_code, alpha, gain, clamp, impl):
         kernel_set(impl)
     dim = dim % x.ndim
     shape = x.shape
-    if not _is_dense(x):
+    if not is_dense(x):
         x = x.clone(memory_format=torch.preserve_format)  # dense, same dimension order
     if b is None:
         b = x.new_empty([0])

@@ -34,12 +34,13 @@ run the reference (exact gradient for them).
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Optional, Tuple
 
 import torch
 
 from .. import activations
+from ..kernels._common import is_channels_last
+from . import cache_signatures
 from ..reference import filtered_lrelu as reference
 
 __all__ = ["filtered_lrelu", "uses_kernels"]
@@ -55,10 +56,6 @@ def _ntaps(f: Optional[torch.Tensor]) -> int:
 
 def _fmt(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
     return t.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-
-def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def _sizes(n, c, h, w, fu, fd, up, down, px0, px1, py0, py1):
@@ -87,7 +84,7 @@ def _fwd_op(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tens
 def _(x, fu, fd, b, up, down, px0, px1, py0, py1, gain, slope, clamp, flip_filter, keep_mask):
     n, c, h, w = x.shape
     oh, ow, mh, mw = _sizes(n, c, h, w, fu, fd, up, down, px0, px1, py0, py1)
-    y = _fmt(x.new_empty(n, c, oh, ow), _is_channels_last(x))
+    y = _fmt(x.new_empty(n, c, oh, ow), is_channels_last(x))
     return y, x.new_empty((n, c, mh, mw) if keep_mask else (0,), dtype=torch.int8)
 
 
@@ -104,7 +101,7 @@ def _jvp_op(v: torch.Tensor, vb: Optional[torch.Tensor], mask: torch.Tensor, fu:
 def _(v, vb, mask, fu, fd, up, down, px0, px1, py0, py1, gain, slope, flip_filter):
     n, c, h, w = v.shape
     oh, ow, _, _ = _sizes(n, c, h, w, fu, fd, up, down, px0, px1, py0, py1)
-    return _fmt(v.new_empty(n, c, oh, ow), _is_channels_last(v))
+    return _fmt(v.new_empty(n, c, oh, ow), is_channels_last(v))
 
 
 @torch.library.custom_op("gan_fast::triton_filtered_lrelu_bwd", mutates_args=())
@@ -176,7 +173,7 @@ class _FilteredLReLUJvp(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         v, vb, mask, fu, fd, p = inputs
         ctx.save_for_backward(mask, fu, fd)
-        ctx.p, ctx.v_info = p, (v.shape[2], v.shape[3], _is_channels_last(v))
+        ctx.p, ctx.v_info = p, (v.shape[2], v.shape[3], is_channels_last(v))
 
     @staticmethod
     def backward(ctx, gy):
@@ -203,7 +200,7 @@ class _FilteredLReLU(torch.autograd.Function):
         mask = output[1]
         ctx.mark_non_differentiable(mask)
         ctx.save_for_backward(mask, fu, fd)
-        ctx.p, ctx.x_info = p, (x.shape[2], x.shape[3], _is_channels_last(x))
+        ctx.p, ctx.x_info = p, (x.shape[2], x.shape[3], is_channels_last(x))
 
     @staticmethod
     def backward(ctx, dy, _d_mask):
@@ -215,8 +212,7 @@ class _FilteredLReLU(torch.autograd.Function):
         return (dx if need_x else None), (db if need_b else None), None, None, None
 
 
-for _fn in (_FilteredLReLU, _FilteredLReLUGrad, _FilteredLReLUJvp):  # spare Function.apply a signature inspection
-    _fn.forward.__signature__ = inspect.signature(_fn.forward)
+cache_signatures(_FilteredLReLU, _FilteredLReLUGrad, _FilteredLReLUJvp)
 
 
 # ----------------------------------------------------------------------------------------------- entry

@@ -17,13 +17,13 @@ The formulas are in ``gan_fast/kernels/minibatch_discrimination.py``.
 
 from __future__ import annotations
 
-import inspect
 from typing import Tuple
 
 import torch
 
 from ..kernels import minibatch_discrimination as K
 from ..reference import minibatch_discrimination as reference
+from . import cache_signatures
 
 __all__ = ["minibatch_discrimination"]
 
@@ -109,8 +109,7 @@ class _MBD(torch.autograd.Function):
         return _MBDBackward.apply(m, g)
 
 
-for _fn in (_MBD, _MBDBackward):  # spare Function.apply a signature inspection per call
-    _fn.forward.__signature__ = inspect.signature(_fn.forward)
+cache_signatures(_MBD, _MBDBackward)
 
 
 def minibatch_discrimination(m: torch.Tensor, impl: str) -> torch.Tensor:

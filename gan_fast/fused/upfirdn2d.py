@@ -26,10 +26,11 @@ df is exact; the resampling filters of StyleGAN-style models are buffers.
 from __future__ import annotations
 
 import importlib
-import inspect
 from typing import Callable, Dict, Sequence
 
 import torch
+
+from . import cache_signatures
 
 __all__ = ["upfirdn2d", "kernel", "output_size"]
 
@@ -127,7 +128,7 @@ class _UpFirDn2d(torch.autograd.Function):
         return dx, None, None
 
 
-_UpFirDn2d.forward.__signature__ = inspect.signature(_UpFirDn2d.forward)  # see the class docstring
+cache_signatures(_UpFirDn2d)
 
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Sequence[int], down: Sequence[int], padding: Sequence[int],

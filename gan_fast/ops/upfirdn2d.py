@@ -106,10 +106,24 @@ def output_length(name: str, length: int, up: int, down: int, p0: int, p1: int, 
     return (n - taps) // down + 1
 
 
+_IDENTITY: Dict[Tuple[torch.device, torch.dtype], torch.Tensor] = {}
+
+
+def _identity_filter(x: torch.Tensor) -> torch.Tensor:
+    """The 1x1 filter [[1]] on x's device and dtype, made once per (device, dtype): f=None costs no allocation
+    and no launch per call (and nothing inside a CUDA-graph capture)."""
+    key = (x.device, x.dtype)
+    f = _IDENTITY.get(key)
+    if f is None:
+        with torch.inference_mode(False):  # a normal tensor, even when first made in inference mode
+            f = _IDENTITY[key] = torch.ones(1, 1, dtype=x.dtype, device=x.device)
+    return f
+
+
 def _validate(x, f, up, down, padding, gain):
     checks.tensor("x", x, ndim=4, shape_hint="[N, C, H, W]")
     if f is None:
-        f = torch.ones(1, 1, dtype=x.dtype, device=x.device)
+        f = _identity_filter(x)
     fw, fh = filter_size(f)
     checks.same_device(x=x, f=f)
     upxy = checks.int_pair("up", up)
