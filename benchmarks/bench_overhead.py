@@ -109,11 +109,15 @@ def cases(preset: str, device: torch.device) -> List[Case]:
         _case("gradient_norm_penalty", "g [4, 3, 4, 4]", t_x(4, 3, 4, 4), ("x",),
               lambda t: r_gnp.gradient_norm_penalty(t["x"], 0.0, False, "mean"),
               lambda t, impl: ops.gradient_norm_penalty(t["x"], impl=impl)),
-        _case("filtered_lrelu", "x [2, 32, 8, 8], up 2, down 2, 4-tap filters", t_x(2, 32, 8, 8, b=lambda: rand(32)),
+        # separable filters, as StyleGAN3-T's: the fused kernels' path (2-D filters take the composition)
+        _case("filtered_lrelu", "x [2, 32, 8, 8], up 2, down 2, 4-tap separable filters",
+              t_x(2, 32, 8, 8, b=lambda: rand(32), fs=lambda: ops.setup_filter([1, 3, 3, 1], separable=True,
+                                                                                device=device)),
               ("x", "b"),
               lambda t: r_filtered_lrelu.filtered_lrelu(
-                  t["x"], *filtered_lrelu_args(t["x"], t["f"], t["f"], t["b"], 2, 2, 3, SQRT2, 0.2, None, False)),
-              lambda t, impl: ops.filtered_lrelu(t["x"], t["f"], t["f"], t["b"], up=2, down=2, padding=3, impl=impl)),
+                  t["x"], *filtered_lrelu_args(t["x"], t["fs"], t["fs"], t["b"], 2, 2, 3, SQRT2, 0.2, None, False)),
+              lambda t, impl: ops.filtered_lrelu(t["x"], t["fs"], t["fs"], t["b"], up=2, down=2, padding=3,
+                                                 impl=impl)),
         _case("minibatch_discrimination", "M [8, 16, 5]", lambda d, dt, b: {"m": rand(8, 16, 5)}, ("m",),
               lambda t: r_mbd.minibatch_discrimination(t["m"]),
               lambda t, impl: ops.minibatch_discrimination(t["m"], impl=impl)),

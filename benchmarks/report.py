@@ -25,7 +25,7 @@ PEAK_GBPS = (("H200", 4800.0), ("H100 PCIe", 2000.0), ("H100", 3350.0), ("A100",
 # case, dtype and pass, plus FLOOR_EPS units of the dtype's rounding at the reference's scale: the rule of the
 # first-use self-test (gan_fast.self_test), applied to what a benchmark measured.
 ERROR_FACTOR = 8.0
-FLOOR_EPS = 16.0
+FLOOR_EPS = {"float32": 64.0, "float64": 64.0, "float16": 4.0, "bfloat16": 4.0}  # as gan_fast.self_test
 EPS = {"float32": 2.0 ** -23, "float64": 2.0 ** -52, "float16": 2.0 ** -10, "bfloat16": 2.0 ** -7}
 
 
@@ -43,10 +43,12 @@ def judge_errors(records: List[Dict[str, Any]]) -> int:
         if r.get("status") != "ok" or err is None or r.get("backend") == "eager":
             continue
         base = eager.get((r["op"], r["case"], r["dtype"], r.get("pass")), 0.0)
-        bound = ERROR_FACTOR * base + FLOOR_EPS * EPS.get(r["dtype"], 2.0 ** -23) * (r.get("ref_max_abs") or 0.0)
+        scale = r.get("ref_rms") or r.get("ref_max_abs") or 0.0  # the RMS floor (older records: the max)
+        floor = FLOOR_EPS.get(r["dtype"], 64.0) * EPS.get(r["dtype"], 2.0 ** -23) * scale
+        bound = ERROR_FACTOR * base + floor
         if not err <= bound:  # NaN included
             r["wrong"] = (f"error {err:.2g} against float64 exceeds {bound:.2g} ({ERROR_FACTOR:g} × eager's "
-                          f"{base:.2g} + floor)")
+                          f"{base:.2g} + {floor:.2g} floor)")
             wrong += 1
     return wrong
 
@@ -246,17 +248,25 @@ def targets(records: List[Dict[str, Any]], device: str, device_type: str) -> Lis
 
 def host_overhead(records: List[Dict[str, Any]]) -> Tuple[str, str, str]:
     """Issue 18's goal: at a tiny shape, chain / gan_fast (fwd+bwd) >= 0.8 for every op (overhead/<op> cases)."""
-    title = "host overhead: chain / gan_fast ≥ 0.8 fwd+bwd at a tiny shape, every op"
-    rows = {r["case"]: r.get("speedup_vs_eager") for r in records
-            if r["op"] == "overhead" and r.get("pass") == "fwdbwd" and r.get("backend") == "gan_fast"
-            and r.get("status") == "ok" and not r.get("wrong")}
-    rows = {k: v for k, v in rows.items() if v is not None}
+    title = "host overhead: chain / gan_fast (impl=None) ≥ 0.8 fwd+bwd at a tiny shape, every op"
+
+    def ratios(backend):
+        return {r["case"]: r["speedup_vs_eager"] for r in records
+                if r["op"] == "overhead" and r.get("pass") == "fwdbwd" and r.get("backend") == backend
+                and r.get("status") == "ok" and not r.get("wrong") and r.get("speedup_vs_eager") is not None}
+
+    rows = ratios("gan_fast")
     if not rows:
         return title, "not measured", "not measured"
     worst = min(rows, key=rows.get)
     below = sorted(k for k, v in rows.items() if v < 0.8)
     where = f"worst of {len(rows)} ops: {rows[worst]:.2f} ({worst})" + (f"; below 0.8: {', '.join(below)}"
                                                                           if below else "")
+    if records and records[0].get("device_type") != "cuda":
+        glue = ", ".join(f"{k} {v:.2f}" for k, v in sorted(ratios("gan_fast:cpp").items()))
+        where += ("; on CPU this is validation and dispatch (the ops run ref here, bias_act too below 16K "
+                  "elements)" + (f"; the C++ glue when asked for: {glue}" if glue else "") +
+                  "; the Triton glue is measured on a GPU only")
     return title, where, "met" if not below else "missed"
 
 
