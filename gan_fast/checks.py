@@ -125,9 +125,6 @@ def number(name: str, value, minimum: Optional[float] = None, maximum: Optional[
     return value
 
 
-finite = number  # the name the issue uses
-
-
 def optional_number(name: str, value, minimum: Optional[float] = None, maximum: Optional[float] = None, *,
                     strict_min: bool = False, strict_max: bool = False) -> Optional[float]:
     """None, or :func:`number` (finite, within the bounds)."""

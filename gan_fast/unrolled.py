@@ -94,8 +94,7 @@ def unrolled_logits(D: nn.Module, fake: torch.Tensor, real: torch.Tensor, steps:
     steps = checks.positive_int("steps", steps, minimum=0)
     lr = checks.number("lr", lr, minimum=0, strict_min=True)
     kind = losses._kind(kind)
-    if not isinstance(differentiable, bool):
-        raise TypeError(f"differentiable must be a bool, got {type(differentiable).__name__}")
+    checks.boolean("differentiable", differentiable)
     if getattr(parametrize, "_cache_enabled", 0):
         raise RuntimeError("unrolled_logits cannot run inside torch.nn.utils.parametrize.cached(): the cached "
                            "parametrized weights would shadow the look-ahead parameters")

@@ -59,11 +59,10 @@ def _fmt(t: torch.Tensor, channels_last: bool) -> torch.Tensor:
 
 
 def _sizes(n, c, h, w, fu, fd, up, down, px0, px1, py0, py1):
-    """(OH, OW, MH, MW) as the kernels compute them."""
-    nfu, nfd = _ntaps(fu), _ntaps(fd)
-    oh = (h * up + py0 + py1 - (nfu - 1) - (nfd - 1) + down - 1) // down
-    ow = (w * up + px0 + px1 - (nfu - 1) - (nfd - 1) + down - 1) // down
-    return oh, ow, (oh - 1) * down + nfd, (ow - 1) * down + nfd
+    """(OH, OW, MH, MW) as the kernels compute them (their own formulas)."""
+    k = _kernels()
+    oh, ow = k.output_size(h, w, up, down, _ntaps(fu), _ntaps(fd), px0, px1, py0, py1)
+    return (oh, ow) + k.mask_size(oh, ow, down, _ntaps(fd))
 
 
 # ----------------------------------------------------------------------------------------------- custom ops

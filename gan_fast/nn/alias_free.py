@@ -208,8 +208,7 @@ class AliasFreeSynthesisLayer(nn.Module):
     def forward(self, x: torch.Tensor, w: torch.Tensor, noise_mode: str = "random", force_fp32: bool = False,
                 update_emas: bool = False, fused_modconv: Optional[bool] = None,
                 impl: Optional[str] = None) -> torch.Tensor:
-        if noise_mode not in NOISE_MODES:
-            raise ValueError(f"noise_mode must be one of {NOISE_MODES}, got {noise_mode!r}")
+        checks.choice("noise_mode", noise_mode, NOISE_MODES)
         in_w, in_h = self.in_size
         check_input("x", x, 4, self.in_channels, f"[N, {self.in_channels}, {in_h}, {in_w}]")
         if x.shape[2] != in_h or x.shape[3] != in_w:

@@ -44,8 +44,7 @@ def gradient_norm_penalty(grads: torch.Tensor, center: float = 0.0, one_sided: b
 
 def check_reduction(reduction, batch: int, name: str) -> str:
     """``reduction`` checked, given the batch size of ``name``: no mean over an empty batch."""
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    checks.choice("reduction", reduction, REDUCTIONS)
     if batch == 0 and reduction == "mean":
         raise ValueError(f"reduction='mean' over an empty batch ({name} has N = 0 samples) is undefined; use "
                          "reduction='sum' (0) or 'none' (an empty tensor)")

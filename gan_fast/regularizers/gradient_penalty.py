@@ -25,10 +25,8 @@ __all__ = ["gradient_penalty", "r1_penalty", "r2_penalty", "wgan_gp"]
 def _check_args(center, one_sided, reduction) -> None:
     """Validates the penalty arguments before any (double) backward work is done."""
     checks.number("center", center, minimum=0)
-    if not isinstance(one_sided, bool):
-        raise TypeError(f"one_sided must be a bool, got {type(one_sided).__name__}")
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    checks.boolean("one_sided", one_sided)
+    checks.choice("reduction", reduction, REDUCTIONS)
 
 
 def _input_gradient(outputs: torch.Tensor, inputs: torch.Tensor, outputs_name: str = "outputs",

@@ -72,8 +72,7 @@ class PathLengthPenalty(nn.Module):
     def __init__(self, decay: float = 0.01, ws_reduction: str = "mean", *, no_weight_gradients: bool = True) -> None:
         super().__init__()
         decay = checks.number("decay", decay, 0, 1, strict_min=True)
-        if ws_reduction not in WS_REDUCTIONS:
-            raise ValueError(f"ws_reduction must be one of {WS_REDUCTIONS}, got {ws_reduction!r}")
+        checks.choice("ws_reduction", ws_reduction, WS_REDUCTIONS)
         self.decay = float(decay)
         self.ws_reduction = ws_reduction
         self.no_weight_gradients = checks.boolean("no_weight_gradients", no_weight_gradients)
