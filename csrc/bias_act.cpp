@@ -264,30 +264,30 @@ struct Launcher {
 }  // namespace
 
 at::Tensor bias_act_fwd_cpu(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
-                            double clamp, int64_t C, int64_t inner) {
+                            std::optional<double> clamp, int64_t C, int64_t inner) {
   return bias_act_fwd_with<Launcher>(x, b, act, alpha, gain, clamp, C, inner);
 }
 
 at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
-                             double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+                             double alpha, double gain, std::optional<double> clamp, int64_t C, int64_t inner) {
   return bias_act_grad_with<Launcher>(dy, x, b, act, alpha, gain, clamp, C, inner);
 }
 
 at::Tensor bias_act_grad2_cpu(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
-                              const at::Tensor& b, int64_t act, double alpha, double gain, double clamp, int64_t C,
+                              const at::Tensor& b, int64_t act, double alpha, double gain, std::optional<double> clamp, int64_t C,
                               int64_t inner) {
   return bias_act_grad2_with<Launcher>(ddx, dy, x, b, act, alpha, gain, clamp, C, inner);
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_act_grad_db_cpu(const at::Tensor& dy, const at::Tensor& x,
                                                         const at::Tensor& b, int64_t act, double alpha, double gain,
-                                                        double clamp, int64_t C, int64_t inner) {
+                                                        std::optional<double> clamp, int64_t C, int64_t inner) {
   return bias_act_grad_db_with<Launcher>(dy, x, b, act, alpha, gain, clamp, C, inner);
 }
 
 std::tuple<at::Tensor, at::Tensor> bias_act_grad2_db_cpu(const at::Tensor& ddx, const at::Tensor& dy,
                                                          const at::Tensor& x, const at::Tensor& b, int64_t act,
-                                                         double alpha, double gain, double clamp, int64_t C,
+                                                         double alpha, double gain, std::optional<double> clamp, int64_t C,
                                                          int64_t inner) {
   return bias_act_grad2_db_with<Launcher>(ddx, dy, x, b, act, alpha, gain, clamp, C, inner);
 }

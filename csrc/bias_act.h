@@ -20,6 +20,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <tuple>
 
 namespace gan_fast {
@@ -338,36 +339,41 @@ inline at::Tensor like_x(const at::Tensor& t, const at::Tensor& x, const char* n
   return out;
 }
 
+// The ops take the clamp as `float?` (None: no clamp); the kernels below read a negative clamp as none.
+inline double no_clamp_below_zero(const std::optional<double>& clamp) {
+  return clamp.has_value() ? *clamp : -1.0;
+}
+
 // The bodies of the entry points, shared by the CPU and CUDA files. `Launch` is
 // the device's launcher: `template <int M> static void launch(x, b, g, gg, out, act,
 // alpha, gain, clamp, C, stride_c)`, writing `out` in mode M.
 template <typename Launch>
 at::Tensor bias_act_fwd_with(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
-                             double clamp, int64_t C, int64_t inner) {
+                             std::optional<double> clamp, int64_t C, int64_t inner) {
   const BiasActOperands o = prepare_bias_act(x, b, C, inner);
   at::Tensor y = at::empty_like(o.x);
-  Launch::template launch<kForward>(o.x, o.b, at::Tensor(), at::Tensor(), y, act, alpha, gain, clamp, C, o.stride_c);
+  Launch::template launch<kForward>(o.x, o.b, at::Tensor(), at::Tensor(), y, act, alpha, gain, no_clamp_below_zero(clamp), C, o.stride_c);
   return y;
 }
 
 template <typename Launch>
 at::Tensor bias_act_grad_with(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
-                              double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+                              double alpha, double gain, std::optional<double> clamp, int64_t C, int64_t inner) {
   const BiasActOperands o = prepare_bias_act(x, b, C, inner);
   at::Tensor g = like_x(dy, o.x, "dy");
   at::Tensor dx = at::empty_like(o.x);
-  Launch::template launch<kGrad>(o.x, o.b, g, at::Tensor(), dx, act, alpha, gain, clamp, C, o.stride_c);
+  Launch::template launch<kGrad>(o.x, o.b, g, at::Tensor(), dx, act, alpha, gain, no_clamp_below_zero(clamp), C, o.stride_c);
   return dx;
 }
 
 template <typename Launch>
 at::Tensor bias_act_grad2_with(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b,
-                               int64_t act, double alpha, double gain, double clamp, int64_t C, int64_t inner) {
+                               int64_t act, double alpha, double gain, std::optional<double> clamp, int64_t C, int64_t inner) {
   const BiasActOperands o = prepare_bias_act(x, b, C, inner);
   at::Tensor g = like_x(dy, o.x, "dy");
   at::Tensor gg = like_x(ddx, o.x, "ddx");
   at::Tensor out = at::empty_like(o.x);
-  Launch::template launch<kGrad2>(o.x, o.b, g, gg, out, act, alpha, gain, clamp, C, o.stride_c);
+  Launch::template launch<kGrad2>(o.x, o.b, g, gg, out, act, alpha, gain, no_clamp_below_zero(clamp), C, o.stride_c);
   return out;
 }
 
@@ -383,58 +389,58 @@ inline at::Tensor empty_db(const BiasActOperands& o, const at::Tensor& b, int64_
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> bias_act_grad_db_with(const at::Tensor& dy, const at::Tensor& x,
                                                          const at::Tensor& b, int64_t act, double alpha,
-                                                         double gain, double clamp, int64_t C, int64_t inner) {
+                                                         double gain, std::optional<double> clamp, int64_t C, int64_t inner) {
   const BiasActOperands o = prepare_bias_act(x, b, C, inner);
   at::Tensor db = empty_db(o, b, C);
   at::Tensor g = like_x(dy, o.x, "dy");
   at::Tensor dx = at::empty_like(o.x);
-  Launch::template launch_db<kGrad>(o.x, o.b, g, at::Tensor(), dx, db, act, alpha, gain, clamp, C, o.stride_c);
+  Launch::template launch_db<kGrad>(o.x, o.b, g, at::Tensor(), dx, db, act, alpha, gain, no_clamp_below_zero(clamp), C, o.stride_c);
   return {dx, db};
 }
 
 template <typename Launch>
 std::tuple<at::Tensor, at::Tensor> bias_act_grad2_db_with(const at::Tensor& ddx, const at::Tensor& dy,
                                                           const at::Tensor& x, const at::Tensor& b, int64_t act,
-                                                          double alpha, double gain, double clamp, int64_t C,
+                                                          double alpha, double gain, std::optional<double> clamp, int64_t C,
                                                           int64_t inner) {
   const BiasActOperands o = prepare_bias_act(x, b, C, inner);
   at::Tensor db = empty_db(o, b, C);
   at::Tensor g = like_x(dy, o.x, "dy");
   at::Tensor gg = like_x(ddx, o.x, "ddx");
   at::Tensor out = at::empty_like(o.x);
-  Launch::template launch_db<kGrad2>(o.x, o.b, g, gg, out, db, act, alpha, gain, clamp, C, o.stride_c);
+  Launch::template launch_db<kGrad2>(o.x, o.b, g, gg, out, db, act, alpha, gain, no_clamp_below_zero(clamp), C, o.stride_c);
   return {out, db};
 }
 
 // Kernel entry points (the schema is in ops.cpp). `b` may be empty (no bias), except for the *_db kernels.
 at::Tensor bias_act_fwd_cpu(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
-                            double clamp, int64_t C, int64_t inner);
+                            std::optional<double> clamp, int64_t C, int64_t inner);
 at::Tensor bias_act_grad_cpu(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
-                             double alpha, double gain, double clamp, int64_t C, int64_t inner);
+                             double alpha, double gain, std::optional<double> clamp, int64_t C, int64_t inner);
 at::Tensor bias_act_grad2_cpu(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
-                              const at::Tensor& b, int64_t act, double alpha, double gain, double clamp, int64_t C,
+                              const at::Tensor& b, int64_t act, double alpha, double gain, std::optional<double> clamp, int64_t C,
                               int64_t inner);
 std::tuple<at::Tensor, at::Tensor> bias_act_grad_db_cpu(const at::Tensor& dy, const at::Tensor& x,
                                                         const at::Tensor& b, int64_t act, double alpha, double gain,
-                                                        double clamp, int64_t C, int64_t inner);
+                                                        std::optional<double> clamp, int64_t C, int64_t inner);
 std::tuple<at::Tensor, at::Tensor> bias_act_grad2_db_cpu(const at::Tensor& ddx, const at::Tensor& dy,
                                                          const at::Tensor& x, const at::Tensor& b, int64_t act,
-                                                         double alpha, double gain, double clamp, int64_t C,
+                                                         double alpha, double gain, std::optional<double> clamp, int64_t C,
                                                          int64_t inner);
 #ifdef GAN_FAST_WITH_CUDA
 at::Tensor bias_act_fwd_cuda(const at::Tensor& x, const at::Tensor& b, int64_t act, double alpha, double gain,
-                             double clamp, int64_t C, int64_t inner);
+                             std::optional<double> clamp, int64_t C, int64_t inner);
 at::Tensor bias_act_grad_cuda(const at::Tensor& dy, const at::Tensor& x, const at::Tensor& b, int64_t act,
-                              double alpha, double gain, double clamp, int64_t C, int64_t inner);
+                              double alpha, double gain, std::optional<double> clamp, int64_t C, int64_t inner);
 at::Tensor bias_act_grad2_cuda(const at::Tensor& ddx, const at::Tensor& dy, const at::Tensor& x,
-                               const at::Tensor& b, int64_t act, double alpha, double gain, double clamp,
+                               const at::Tensor& b, int64_t act, double alpha, double gain, std::optional<double> clamp,
                                int64_t C, int64_t inner);
 std::tuple<at::Tensor, at::Tensor> bias_act_grad_db_cuda(const at::Tensor& dy, const at::Tensor& x,
                                                          const at::Tensor& b, int64_t act, double alpha, double gain,
-                                                         double clamp, int64_t C, int64_t inner);
+                                                         std::optional<double> clamp, int64_t C, int64_t inner);
 std::tuple<at::Tensor, at::Tensor> bias_act_grad2_db_cuda(const at::Tensor& ddx, const at::Tensor& dy,
                                                           const at::Tensor& x, const at::Tensor& b, int64_t act,
-                                                          double alpha, double gain, double clamp, int64_t C,
+                                                          double alpha, double gain, std::optional<double> clamp, int64_t C,
                                                           int64_t inner);
 #endif
 

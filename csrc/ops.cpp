@@ -1,8 +1,8 @@
 // Registration of the gan_fast operators with the PyTorch dispatcher.
 //
 // Every kernel is an opaque torch.ops.gan_fast.* op: autograd lives in Python
-// (gan_fast/fused/*.py, torch.autograd.Function whose backward calls further
-// ops), fake/meta implementations are registered there with
+// (gan_fast/backends/*.py, torch.autograd.Function whose backward calls further
+// ops), fake/meta implementations are registered there, once, when the library loads, with
 // torch.library.register_fake, so torch.compile traces through the ops.
 //
 // The library is loaded either as the Python module gan_fast._C (setup.py) or
@@ -53,19 +53,19 @@ std::string build_info() {
 TORCH_LIBRARY(gan_fast, m) {
   m.def("build_info() -> str", &gan_fast::build_info);
   m.def(
-      "bias_act_fwd(Tensor x, Tensor b, int act, float alpha, float gain, float clamp, int C, int inner) -> Tensor");
+      "bias_act_fwd(Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, int inner) -> Tensor");
   m.def(
-      "bias_act_grad(Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float clamp, int C, "
+      "bias_act_grad(Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, "
       "int inner) -> Tensor");
   m.def(
-      "bias_act_grad2(Tensor ddx, Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float clamp, "
+      "bias_act_grad2(Tensor ddx, Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, "
       "int C, int inner) -> Tensor");
   m.def(
-      "bias_act_grad_db(Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float clamp, int C, "
+      "bias_act_grad_db(Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, "
       "int inner) -> (Tensor, Tensor)");
   m.def(
       "bias_act_grad2_db(Tensor ddx, Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, "
-      "float clamp, int C, int inner) -> (Tensor, Tensor)");
+      "float? clamp, int C, int inner) -> (Tensor, Tensor)");
   m.def(
       "upfirdn2d_fwd(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int px0, int px1, int py0, "
       "int py1, bool flip_filter, float gain) -> Tensor");

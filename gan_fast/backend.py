@@ -1,18 +1,24 @@
-"""Backend selection: which implementation of an op runs for given tensors.
+"""Backend selection: which implementation of an op runs a call, decided once, here.
 
-Every public op takes ``impl=None|'ref'|'triton'|'cpp'`` (``'cuda'`` is an
-alias of ``'cpp'`` so StyleGAN2-ADA call sites keep working).
+Every public op takes ``impl=None|'ref'|'triton'|'cpp'`` (``'cuda'`` is an alias of ``'cpp'``, so
+StyleGAN2-ADA call sites keep working), validates its arguments, and calls :func:`choose` with its
+:class:`~gan_fast.backends.OpSpec` and what the call needs; the backend module it then calls runs that
+backend or raises, never another.
 
-* ``None`` (automatic): the first *available* fast backend the op supports for
-  the tensors' device that passes its one-time self-test (:mod:`gan_fast.self_test`),
-  else ``ref``. Triton is never chosen automatically for
-  CPU tensors (its interpreter is a test mode, not a fast path). When a fast
-  backend that would have been chosen is missing or failed to build, the op
-  falls back to ``ref`` and one warning (per backend) says why.
-* The environment variable ``GAN_FAST_IMPL=ref|triton|cpp`` forces one backend
-  for every op that has it (ops without it use ``ref``); tests use it.
-* An explicit request for an unavailable backend raises ``RuntimeError`` saying
-  what is missing; a backend the op does not have raises ``ValueError``.
+* An explicit ``impl`` is honoured or refused: ``BackendUnavailableError`` says why and which backend
+  would take the call (``ref`` always does). A backend the op does not have is a ``ValueError``.
+* ``impl=None`` (automatic): a backend forced by ``gan_fast.config.use_backend`` / ``set_backend``
+  (``GAN_FAST_IMPL``), where the op has it and the call's needs allow it, else ``ref``; without one, the
+  first fast backend for the tensors' device (``OpSpec.fast``) that can run here and passed its
+  first-use self-test (:mod:`gan_fast.self_test`) in that dtype, else ``ref``. Triton is never chosen
+  automatically for CPU tensors (its interpreter is a test mode). A fast backend that cannot be loaded
+  or fails its self-test costs one warning (naming why) and ``ref``.
+
+The choice is cached per (op, impl, device type, dtype, forced backend): after the first call it costs a
+dict lookup. Under ``torch.compile`` the trace reads the choices this process has made eagerly and runs no
+self-test (:func:`_choose_traced`): a first call under ``torch.compile`` in a fresh process runs ``ref`` in
+the compiled graph, and the compiled function retraces to the fast backend once an eager call (or
+:func:`prepare`, before compiling) has chosen it.
 """
 
 from __future__ import annotations
@@ -20,48 +26,21 @@ from __future__ import annotations
 import importlib.util
 import os
 import threading
-import warnings
 from typing import Dict, Optional, Sequence, Tuple
 
 import torch
 
-from . import self_test
+from . import config, self_test
+from .backends.common import DTYPE_NEEDS, OpSpec
+from .config import IMPLS, normalize_impl
+from .errors import BackendUnavailableError, UnsupportedDtypeError, warn
 
-__all__ = [
-    "IMPLS",
-    "BackendUnavailableError",
-    "normalize_impl",
-    "resolve",
-    "triton_status",
-    "cpp_status",
-    "interpreter_enabled",
-    "available_backends",
-    "reset_warnings",
-]
-
-IMPLS = ("ref", "triton", "cpp")
-_ALIASES = {"cuda": "cpp"}
-ENV_VAR = "GAN_FAST_IMPL"
-
-
-class BackendUnavailableError(RuntimeError):
-    """An explicitly requested backend cannot run here."""
-
-
-def normalize_impl(impl: Optional[str], argname: str = "impl") -> Optional[str]:
-    """Maps aliases to canonical backend names and rejects unknown ones."""
-    if impl is None:
-        return None
-    if not isinstance(impl, str):
-        raise TypeError(f"{argname} must be None or one of {IMPLS + tuple(_ALIASES)}, got {type(impl).__name__}")
-    name = _ALIASES.get(impl.lower(), impl.lower())
-    if name not in IMPLS:
-        raise ValueError(f"{argname} must be None or one of {IMPLS + tuple(_ALIASES)}, got {impl!r}")
-    return name
+__all__ = ["IMPLS", "BackendUnavailableError", "OpSpec", "normalize_impl", "choose", "prepare", "available_backends",
+           "triton_status", "cpp_status", "interpreter_enabled", "reset_warnings"]
 
 
 def interpreter_enabled() -> bool:
-    """True when Triton kernels run on CPU tensors through Triton's interpreter."""
+    """True when Triton kernels run on CPU tensors through Triton's interpreter (``TRITON_INTERPRET``)."""
     return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
@@ -88,41 +67,45 @@ def triton_status() -> Tuple[bool, str]:
 
 
 def cpp_status() -> Tuple[bool, str]:
-    """(loaded, reason-if-not) for the compiled extension; may build it on first call."""
-    from . import extension
+    """(loaded, reason-if-not) for the compiled extension; may build it on the first call."""
+    from . import extension  # noqa: PLC0415 - loading the extension is the first cpp call's business
 
     return extension.status()
 
 
-def _device_status(backend: str, device: torch.device) -> Tuple[bool, str]:
-    """Whether ``backend`` can run on tensors on ``device``, and why not."""
+def _device_status(backend: str, device_type: str) -> Tuple[bool, str]:
+    """Whether ``backend`` can run on tensors of ``device_type`` here, and why not."""
     if backend == "ref":
         return True, ""
     if backend == "triton":
-        ok, why = triton_status()
-        if not ok:
-            return ok, why
-        if device.type == "cuda":
-            return True, ""
-        if device.type == "cpu" and interpreter_enabled():
-            return True, ""
-        return False, (f"the triton backend needs CUDA tensors (got {device.type}); on CPU it runs only "
-                       "under TRITON_INTERPRET=1, a test mode")
+        if device_type == "cuda":
+            if not torch.cuda.is_available():
+                return False, "CUDA is not available here (torch.cuda.is_available() is False)"
+        elif not (device_type == "cpu" and interpreter_enabled()):
+            return False, (f"the triton backend needs CUDA tensors (got {device_type}); on CPU it runs only "
+                           "under TRITON_INTERPRET=1, a test mode")
+        return triton_status()
     if backend == "cpp":
+        if device_type not in ("cpu", "cuda"):
+            return False, f"the cpp backend has no kernels for {device_type} tensors"
+        if device_type == "cuda" and not torch.cuda.is_available():
+            return False, "CUDA is not available here (torch.cuda.is_available() is False)"
         ok, why = cpp_status()
-        if not ok:
+        if not ok or device_type == "cpu":
             return ok, why
-        if device.type == "cpu":
-            return True, ""
-        if device.type == "cuda":
-            from . import extension
+        from . import extension  # noqa: PLC0415
 
-            if extension.has_cuda():
-                return True, ""
-            return False, "the gan_fast extension was built without CUDA kernels (no CUDA toolkit at build time)"
-        return False, f"the cpp backend has no kernels for {device.type} tensors"
+        return extension.cuda_status()
     raise AssertionError(backend)
 
+
+def available_backends(device: torch.device | str = "cpu") -> Dict[str, Tuple[bool, str]]:
+    """{backend: (usable for tensors on ``device``, the reason if not)}, for reports and debugging."""
+    device_type = torch.device(device).type
+    return {b: _device_status(b, device_type) for b in IMPLS}
+
+
+# ------------------------------------------------------------------------------------------------- warnings
 
 _warned: set = set()
 _warn_lock = threading.Lock()
@@ -133,102 +116,171 @@ def _warn_once(key: str, message: str) -> None:
         if key in _warned:
             return
         _warned.add(key)
-    warnings.warn(message, RuntimeWarning, stacklevel=4)
+    warn(message)
 
 
 def reset_warnings() -> None:
     """Forget which fallback warnings were issued and every cached choice (tests use this)."""
     with _warn_lock:
         _warned.clear()
+    _forget()
+
+
+# --------------------------------------------------------------------------------------------------- choice
+
+# (op, impl, device type, dtype, forced) -> (backend, automatic). Dict reads and writes are atomic: no lock.
+_choices: Dict[tuple, Tuple[str, bool]] = {}
+# (op, device type, dtype, forced) -> the automatic choice made eagerly: what a torch.compile trace reads.
+_traced: Dict[tuple, str] = {}
+
+
+def _forget() -> None:
     _choices.clear()
+    _traced.clear()
 
 
-# (op, impl, device type, dtype, GAN_FAST_IMPL) -> (the op's FAST_BACKENDS, the chosen backend). A choice
-# depends only on these (and on availability and the self-test, both fixed once probed), so it is made
-# once: a call then costs one dict lookup. Dict reads and writes are atomic, so no lock.
-_choices: Dict[tuple, Tuple[object, str]] = {}
-self_test.on_reset(_choices.clear)  # a new self-test verdict may change a choice
+self_test.on_reset(_forget)  # a new verdict may change a choice
 
 
-def resolve(op: str, impl: Optional[str], device: torch.device, fast: Dict[str, Sequence[str]],
-            dtype: Optional[torch.dtype] = None, numel: int = 0,
-            min_numel: Optional[Dict[str, int]] = None) -> str:
-    """Picks the backend for one call of ``op``.
+def choose(spec: OpSpec, impl: Optional[str], device: torch.device, dtype: Optional[torch.dtype] = None,
+           numel: float = 0, needs: Sequence[str] = ()) -> str:
+    """The backend that runs one call of ``spec``'s op.
 
     Args:
-        op: the op's public name, for messages and its self-test.
-        impl: the caller's ``impl`` argument (already validated or raw).
-        device: the device of the op's tensors.
-        fast: the fast backends the op has, by device type, in order of
-            preference, e.g. ``{'cuda': ('triton', 'cpp'), 'cpu': ('cpp',)}``.
-            A backend listed for any device counts as one the op has.
-        dtype: the dtype of the op's main tensor: the automatic choice is
-            self-tested per dtype (None: every dtype the device's self-test covers).
-        numel, min_numel: the automatic choice (no ``impl``, no ``GAN_FAST_IMPL``)
-            runs ``ref`` for a main tensor of fewer than ``min_numel[device type]``
-            elements, where ``ref`` was measured faster than the fast backend.
+        spec: the op's :class:`OpSpec`.
+        impl: the caller's ``impl`` argument (raw; validated here).
+        device, dtype: the device and dtype of the op's main tensor (its self-test verdict is per dtype;
+            under autocast pass the autocast dtype where the op computes in it).
+        numel: the main tensor's size, for ``spec.min_numel``.
+        needs: what this call asks of a fast backend beyond the usual (``'float64'``, ``'complex'``,
+            ``'learned filter'`` ...), checked against ``spec.cannot``.
 
-    Under ``torch.compile`` the choice is made once, at trace time, and treated
-    as a constant (so changing ``GAN_FAST_IMPL`` later does not retrace).
+    Returns:
+        'ref', 'triton' or 'cpp'. Raises ``ValueError`` for a backend the op lacks, and
+        ``BackendUnavailableError`` (``UnsupportedDtypeError`` for a dtype) for an explicit backend that
+        cannot run the call.
     """
-    if torch.compiler.is_compiling():  # Dynamo traces this function: no cache, the constant call below
-        return _resolve(op, impl, device.type, tuple((k, tuple(v)) for k, v in fast.items()), dtype)
-    env = os.environ.get(ENV_VAR)
-    key = (op, impl, device.type, dtype, env)
+    if torch.compiler.is_compiling():
+        return _choose_traced(spec, impl, device.type, dtype, needs)
+    forced = config.forced_backend(spec.op)
+    key = (spec.name, impl, device.type, dtype, forced)
     try:
         hit = _choices.get(key)
-    except TypeError:  # an unhashable impl (a list ...): the usual message that names impl
+    except TypeError:  # an unhashable impl (a list ...): the message that names impl
         normalize_impl(impl)
         raise
-    if hit is None or hit[0] is not fast:
-        hit = (fast, _resolve(op, impl, device.type, tuple((k, tuple(v)) for k, v in fast.items()), dtype))
-        _choices[key] = hit
-    if min_numel is not None and impl is None and not (env and env.strip()) and hit[1] != "ref" \
-            and numel < min_numel.get(device.type, 0):
+    if hit is None:
+        hit = _choices[key] = _choose(spec, impl, forced, device.type, dtype)
+        if impl is None:
+            _traced[(spec.name, device.type, dtype, forced)] = hit[0]
+    chosen, automatic = hit
+    if chosen == "ref":
+        return chosen
+    if automatic and numel < spec.min_numel.get(device.type, 0) and forced is None:
         return "ref"
-    return hit[1]
+    if needs:
+        return _check_needs(spec, chosen, needs, automatic or impl is None)
+    return chosen
 
 
-@torch.compiler.assume_constant_result
-def _resolve(op: str, impl: Optional[str], device_type: str, fast_items, dtype: Optional[torch.dtype]) -> str:
-    # Runs eagerly even while torch.compile traces a caller: it takes locks,
-    # may build the extension, and warns, none of which Dynamo can trace.
-    fast = dict(fast_items)
-    device = torch.device(device_type)
+def _choose_traced(spec: OpSpec, impl: Optional[str], device_type: str, dtype: Optional[torch.dtype],
+                   needs: Sequence[str]) -> str:
+    """The choice inside a ``torch.compile`` trace: plain lookups that Dynamo traces and guards on, never a
+    self-test, a build or a warning. An explicit ``impl`` is taken as asked (a backend that cannot run raises
+    when the compiled graph runs it); the automatic choice is the one an eager call of this process made for
+    (op, device type, dtype), read from ``_traced``, else ``ref``. Dynamo guards on that entry, so once an
+    eager call (or :func:`prepare`) makes the choice, the compiled function retraces and uses it. Only the
+    process-wide forced backend (``config.set_backend``, ``GAN_FAST_IMPL``) is seen here: a ``use_backend``
+    block is per thread/task (a ``ContextVar``, which Dynamo cannot read), so inside a compiled function it
+    does not apply."""
     requested = normalize_impl(impl)
-    has = {b for order in fast.values() for b in order} | {"ref"}
-    if requested is None:
-        env = os.environ.get(ENV_VAR, "").strip()
-        if env:
-            forced = normalize_impl(env, argname=ENV_VAR)
-            if forced not in has:
-                return "ref"  # a global override applies only to ops that have that backend
-            requested = forced
+    if requested is not None:
+        if requested not in spec.backends:
+            raise ValueError(f"{spec.op}: no {requested!r} backend; it has {list(spec.backends)}")
+        chosen, automatic = requested, False
+    else:
+        chosen = _traced.get((spec.name, device_type, dtype, config.process_forced_backend(spec.op)), "ref")
+        automatic = True
+    if chosen != "ref" and needs:
+        chosen = _check_needs(spec, chosen, needs, automatic)
+    return chosen
+
+
+def _check_needs(spec: OpSpec, chosen: str, needs: Sequence[str], automatic: bool) -> str:
+    refused = spec.cannot.get(chosen, {})
+    for need in needs:
+        why = refused.get(need)
+        if why is None:
+            continue
+        if automatic:
+            return "ref"  # the automatic choice (impl=None, a forced backend) stays exact
+        error = UnsupportedDtypeError if need in DTYPE_NEEDS else BackendUnavailableError
+        raise error(f"{spec.op}: impl={chosen!r} cannot run this call: {why} ({need}); impl='ref' runs it "
+                    "(and impl=None chooses ref for such calls)")
+    return chosen
+
+
+def _choose(spec: OpSpec, impl: Optional[str], forced: Optional[str], device_type: str,
+            dtype: Optional[torch.dtype]) -> Tuple[str, bool]:
+    """(backend, whether the choice was automatic), before the call's needs and size are considered."""
+    requested = normalize_impl(impl)
+    has = spec.backends
     if requested is not None:
         if requested not in has:
-            raise ValueError(f"{op}: no {requested!r} backend; available: {sorted(has)}")
-        ok, why = _device_status(requested, device)
+            raise ValueError(f"{spec.op}: no {requested!r} backend; it has {list(has)}")
+        ok, why = _device_status(requested, device_type)
         if not ok:
-            raise BackendUnavailableError(f"{op}: impl={requested!r} was requested but cannot run: {why}")
-        return requested
-    for backend in fast.get(device.type, ()):
-        if backend == "triton" and device.type != "cuda":
+            raise BackendUnavailableError(f"{spec.op}: impl={requested!r} was requested but cannot run here: "
+                                          f"{why}; impl='ref' runs it")
+        return requested, False
+    if forced is not None:
+        if forced not in has:
+            return "ref", True  # a forced backend applies to the ops that have it
+        ok, why = _device_status(forced, device_type)
+        if not ok:
+            raise BackendUnavailableError(f"{spec.op}: backend {forced!r} is forced (gan_fast.config.use_backend"
+                                          f" / set_backend / GAN_FAST_IMPL) but cannot run here: {why}")
+        return forced, True
+    for backend in spec.fast.get(device_type, ()):
+        if backend == "triton" and device_type != "cuda":
             continue  # the interpreter is never an automatic choice
-        ok, why = _device_status(backend, device)
+        ok, why = _device_status(backend, device_type)
         if not ok:
-            _warn_once(f"{backend}:{device.type}", f"gan_fast: the {backend} backend is unavailable ({why}); "
-                       f"using the reference implementation for {device.type} tensors")
+            _warn_once(f"{backend}:{device_type}", f"gan_fast: the {backend} backend is unavailable ({why}); "
+                       f"using the reference implementation for {device_type} tensors")
             continue
-        ok, why = self_test.passed(op, backend, device, dtype)
+        ok, why = self_test.passed(spec.name, backend, torch.device(device_type), dtype)
         if ok:
-            return backend
-        _warn_once(f"{backend}:{device.type}:{op}", f"gan_fast: {op}'s {backend} backend cannot be used on "
-                   f"{device.type} ({why}); using the reference implementation there")
-    return "ref"
+            return backend, True
+        _warn_once(f"{backend}:{device_type}:{spec.name}", f"gan_fast: {spec.name}'s {backend} backend cannot be "
+                   f"used on {device_type} ({why}); using the reference implementation there")
+    return "ref", True
 
 
-def available_backends(device: torch.device | str = "cpu") -> Dict[str, Tuple[bool, str]]:
-    """{backend: (usable on device, reason if not)}, for reports and debugging."""
-    device = torch.device(device)
-    return {b: _device_status(b, device) for b in IMPLS}
+def prepare(device: Optional[torch.device] = None, dtypes: Optional[Sequence[torch.dtype]] = None,
+            specs: Optional[Sequence[OpSpec]] = None) -> Dict[Tuple[str, torch.dtype], str]:
+    """Makes the automatic choice of every op (or of ``specs``) on ``device`` (default CUDA when available,
+    else CPU) for each dtype (default the self-test's), running or loading the self-tests now, eagerly: a
+    ``torch.compile`` trace afterwards reads these choices. Returns {(op, dtype): backend}."""
+    if specs is None:
+        from .backends import SPECS as specs  # noqa: PLC0415, N811
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    out = {}
+    for spec in specs:
+        for dt in (dtypes or self_test.dtypes(device)):
+            out[(spec.name, dt)] = choose(spec, None, device, dt, numel=float("inf"))
+    return out
 
+
+# ------------------------------------------------------------------------------------ migration shim (temporary)
+
+
+def resolve(op, impl, device, fast, dtype=None, numel=0, min_numel=None):  # pragma: no cover - removed after migration
+    spec = _SHIM_SPECS.get((op, id(fast)))
+    if spec is None:
+        spec = _SHIM_SPECS[(op, id(fast))] = OpSpec(op, op.partition(":")[0], {k: tuple(v) for k, v in fast.items()},
+                                                    min_numel=min_numel or {})
+    return choose(spec, impl, device, dtype, numel)
+
+
+_SHIM_SPECS: Dict[tuple, OpSpec] = {}

@@ -18,30 +18,24 @@ import math
 import os
 import struct
 import threading
+from collections import OrderedDict
 from typing import Dict, Iterator, List, Optional, Tuple
 
 import torch
 
-from ..backend import interpreter_enabled as interpreting  # noqa: F401 - one definition, re-exported for kernels
+from ..shapes import is_channels_last, is_dense  # noqa: F401 - the one gan_fast module kernels import
+
+
+def interpreting() -> bool:
+    """True when Triton kernels run on CPU tensors through Triton's interpreter (``TRITON_INTERPRET``,
+    Triton's own switch, read by triton at import)."""
+    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
 
 
 def on_gpu(t: torch.Tensor) -> bool:
     """A CUDA tensor that real GPU kernels will process (not the interpreter)."""
     return t.device.type == "cuda" and not interpreting()
 
-
-def is_dense(t: torch.Tensor) -> bool:
-    """Non-overlapping and dense: the elements fill numel consecutive storage slots in some order."""
-    if t.is_contiguous() or t.is_contiguous(memory_format=torch.channels_last) or (
-            t.ndim == 5 and t.is_contiguous(memory_format=torch.channels_last_3d)):
-        return True
-    dims = sorted(((s, st) for s, st in zip(t.shape, t.stride()) if s != 1), key=lambda p: p[1])
-    expected = 1
-    for size, stride in dims:
-        if stride != expected:
-            return False
-        expected *= size
-    return True
 
 
 def to_float32(value: float) -> float:
@@ -51,10 +45,6 @@ def to_float32(value: float) -> float:
     except OverflowError:
         return math.copysign(math.inf, value)
 
-
-def is_channels_last(t: torch.Tensor) -> bool:
-    """channels_last and not also contiguous (a [N, C, 1, 1] tensor is both): the launchers keep this layout."""
-    return t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
 
 
 def split_f64(value: float, f64: bool) -> Tuple[float, float]:
@@ -78,7 +68,10 @@ def device_guard(t: torch.Tensor):
     return torch.cuda.device(t.device) if t.is_cuda else nullcontext()
 
 _lock = threading.Lock()
-_counters: Dict[Tuple[str, int, int], torch.Tensor] = {}
+# (device type, index, stream) -> counters, least recently used first. Bounded: a program that makes streams
+# on the fly (one per request, say) must not keep a buffer alive for every stream it ever used.
+_counters: "OrderedDict[Tuple[str, int, int], torch.Tensor]" = OrderedDict()
+MAX_COUNTER_STREAMS = 16
 
 
 def _stream_key(device: torch.device) -> Tuple[str, int, int]:
@@ -89,7 +82,11 @@ def _stream_key(device: torch.device) -> Tuple[str, int, int]:
 
 
 def counters(device: torch.device, n: int) -> torch.Tensor:
-    """At least ``n`` zeroed int32 counters on ``device`` for the current stream (the kernel must re-zero them)."""
+    """At least ``n`` zeroed int32 counters on ``device`` for the current stream (the kernel must re-zero them).
+
+    A buffer evicted from the bounded cache is freed by the caching allocator in its stream's order, after the
+    kernels queued on that stream, so eviction never races a running kernel.
+    """
     key = _stream_key(torch.device(device))
     with _lock:
         buf = _counters.get(key)
@@ -97,34 +94,61 @@ def counters(device: torch.device, n: int) -> torch.Tensor:
             size = max(n, 64, 0 if buf is None else 2 * buf.numel())
             buf = torch.zeros(size, dtype=torch.int32, device=device)
             _counters[key] = buf
+        _counters.move_to_end(key)
+        while len(_counters) > MAX_COUNTER_STREAMS:
+            _counters.popitem(last=False)
         return buf
 
 
 # ----------------------------------------------------------------------------------------------------- autotuning
 
-AUTOTUNE_ENV = "GAN_FAST_AUTOTUNE"  # "full" (default): tune per shape; "first": the first config only (tests)
+AUTOTUNE_MODES = ("full", "first")
+
+
+def _autotune_from_env() -> str:
+    raw = os.environ.get("GAN_FAST_AUTOTUNE", "").strip().lower()
+    if raw and raw not in AUTOTUNE_MODES:
+        raise ValueError(f"environment variable GAN_FAST_AUTOTUNE={raw!r} is invalid: valid values are "
+                         f"{AUTOTUNE_MODES}")
+    return raw or "full"
+
+
+# "full": tune per shape; "first": the first config only (tests). GAN_FAST_AUTOTUNE is its default, read once.
+_autotune_mode = _autotune_from_env()
 _forced_config: Optional[int] = None
+
+
+def autotune_mode() -> str:
+    return _autotune_mode
+
+
+def set_autotune_mode(mode: str) -> None:
+    """'full' or 'first' (``gan_fast.config.set_autotune`` is the public switch)."""
+    global _autotune_mode
+    if mode not in AUTOTUNE_MODES:
+        raise ValueError(f"autotune mode must be one of {AUTOTUNE_MODES}, got {mode!r}")
+    _autotune_mode = mode
 
 
 class Tuned:
     """An autotuned kernel: ``tuned[grid](*args, **constexprs)`` as ``triton.autotune``'s, with two switches.
 
-    ``GAN_FAST_AUTOTUNE=first`` launches the first config without tuning (the test suite: tuning every
-    test shape would cost more than the tests), and :func:`force_config` launches one given config (so a
-    test can run each config once). ``cache_results`` (Triton's on-disk cache of tuning results) is used
-    where the installed Triton has it.
+    Autotune mode 'first' (``gan_fast.config.set_autotune``, default from ``GAN_FAST_AUTOTUNE``) launches the
+    first config without tuning (the test suite: tuning every test shape would cost more than the tests), and
+    :func:`force_config` launches one given config (so a test can run each config once). ``cache_results``
+    (Triton's on-disk cache of tuning results) is used where the installed Triton has it.
     """
 
     def __init__(self, fn, configs: List, key: List[str]):
         import triton  # noqa: PLC0415
 
-        self.fn, self.configs = fn, list(configs)
+        self.fn, self.configs, self.key = fn, list(configs), list(key)
         options = {"cache_results": True} if "cache_results" in inspect.signature(triton.autotune).parameters else {}
         self.tuner = triton.autotune(configs=self.configs, key=key, **options)(fn)
 
     def __getitem__(self, grid):
         index = _forced_config
-        if index is None and os.environ.get(AUTOTUNE_ENV, "full") == "first":
+        if index is None and _autotune_mode == "first":
             index = 0
         if index is None:
             return self.tuner[grid]

@@ -68,10 +68,11 @@ import torch
 import triton
 import triton.language as tl
 
+from ..shapes import filtered_lrelu_mask_size, filtered_lrelu_size
 from ._common import device_guard, interpreting, is_channels_last
 from .bias_act import _clamp_keep_nan
 
-__all__ = ["filtered_lrelu_fwd", "filtered_lrelu_bwd", "plan_forward", "plan_backward", "mask_size",
+__all__ = ["filtered_lrelu_fwd", "filtered_lrelu_bwd", "plan_forward", "plan_backward",
            "FP32_INPUT_PRECISION"]
 
 # input_precision of the float32 dots on a GPU ("ieee", "tf32x3" or "tf32"); the interpreter always uses "ieee".
@@ -395,18 +396,6 @@ def _precision(t: torch.Tensor) -> Tuple[bool, str]:
     return lowp, ("ieee" if interpreting() or t.device.type != "cuda" else FP32_INPUT_PRECISION)
 
 
-def output_size(h: int, w: int, up: int, down: int, fu: int, fd: int, px0: int, px1: int, py0: int,
-                py1: int) -> Tuple[int, int]:
-    """(OH, OW), StyleGAN3's formula, for separable filters of fu / fd taps."""
-    return ((h * up + py0 + py1 - (fu - 1) - (fd - 1) + down - 1) // down,
-            (w * up + px0 + px1 - (fu - 1) - (fd - 1) + down - 1) // down)
-
-
-def mask_size(oh: int, ow: int, down: int, fd: int) -> Tuple[int, int]:
-    """(MH, MW): the up-sampled samples that reach an output, for which the forward saves a mask code."""
-    return (oh - 1) * down + fd, (ow - 1) * down + fd
-
-
 def filtered_lrelu_fwd(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor],
                        b: Optional[torch.Tensor], up: int, down: int, px0: int, px1: int, py0: int, py1: int,
                        gain: float, slope: float, clamp: Optional[float], flip_filter: bool, mode: int,
@@ -432,10 +421,10 @@ def filtered_lrelu_fwd(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional
     n, c, h, w = x.shape
     fu_t, nfu = _taps_f32(fu, x)
     fd_t, nfd = _taps_f32(fd, x)
-    oh, ow = output_size(h, w, up, down, nfu, nfd, px0, px1, py0, py1)
+    oh, ow = filtered_lrelu_size(h, w, (nfu, nfu), (nfd, nfd), up, down, (px0, px1, py0, py1))
     if oh < 1 or ow < 1:
         raise ValueError(f"filtered_lrelu leaves no output ({oh}x{ow}) for x {tuple(x.shape)}")
-    mh, mw = mask_size(oh, ow, down, nfd)
+    mh, mw = filtered_lrelu_mask_size(oh, ow, down, nfd)
     plan = plan_forward(up, down, nfu, nfd)
     if plan is None:
         raise ValueError(f"filtered_lrelu: no tile of at most {_MAX_BLOCK} samples holds {nfu}/{nfd}-tap filters "
@@ -486,7 +475,7 @@ def filtered_lrelu_bwd(dy: torch.Tensor, mask: torch.Tensor, fu: Optional[torch.
     n, c, oh, ow = dy.shape
     fu_t, nfu = _taps_f32(fu, dy)
     fd_t, nfd = _taps_f32(fd, dy)
-    mh, mw = mask_size(oh, ow, down, nfd)
+    mh, mw = filtered_lrelu_mask_size(oh, ow, down, nfd)
     if tuple(mask.shape) != (n, c, mh, mw) or mask.dtype != torch.int8:
         raise ValueError(f"mask must be the forward's [N, C, {mh}, {mw}] int8 mask, got {tuple(mask.shape)} "
                          f"{mask.dtype}")

@@ -39,10 +39,11 @@ import torch
 import triton
 import triton.language as tl
 
+from ..shapes import output_format, same_conv_size
 from ._common import Tuned, device_guard, on_gpu, split_f64
 from .bias_act import _act, _clamp_keep_nan
 
-__all__ = ["modconv_bias_act_fwd", "demod_bias_act_fwd", "demod_bias_act_bwd", "new_output", "output_size"]
+__all__ = ["modconv_bias_act_fwd", "demod_bias_act_fwd", "demod_bias_act_bwd", "new_output"]
 
 
 @triton.jit
@@ -255,15 +256,9 @@ GPU_CONSTEXPRS = {"_demod_bias_act_kernel": [_GPU_EPILOGUE_NHWC, _GPU_EPILOGUE_N
 _tuned = Tuned(_modconv_bias_act_kernel, _CONFIGS, ["I", "O", "M", "KH", "KW", "LOW_PRECISION_DOT"])
 
 
-def output_size(h: int, w: int, kh: int, kw: int, pad_y: int, pad_x: int) -> Tuple[int, int]:
-    return h + 2 * pad_y - kh + 1, w + 2 * pad_x - kw + 1
-
-
 def new_output(x: torch.Tensor, out_ch: int, oh: int, ow: int) -> torch.Tensor:
     """An empty [N, out_ch, oh, ow] tensor in x's dtype, channels_last when x is (what the kernel writes)."""
-    fmt = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last)
-                                  and not x.is_contiguous()) else torch.contiguous_format
-    return torch.empty((x.shape[0], out_ch, oh, ow), dtype=x.dtype, device=x.device, memory_format=fmt)
+    return torch.empty((x.shape[0], out_ch, oh, ow), dtype=x.dtype, device=x.device, memory_format=output_format(x))
 
 
 def _scalars(alpha: float, gain: float, clamp: float, f64: bool):
@@ -286,7 +281,7 @@ def modconv_bias_act_fwd(x: torch.Tensor, weight: torch.Tensor, styles: torch.Te
     batch, in_ch, h, w = x.shape
     out_ch, _, kh, kw = weight.shape
     pad_y, pad_x = padding
-    oh, ow = output_size(h, w, kh, kw, pad_y, pad_x)
+    oh, ow = same_conv_size(h, w, kh, kw, pad_y, pad_x)
     y = new_output(x, out_ch, oh, ow)
     c = torch.empty_like(y) if store_c else y.new_empty((0,))
     m = batch * oh * ow

@@ -27,9 +27,10 @@ import torch
 import triton
 import triton.language as tl
 
+from ..shapes import upfirdn2d_size
 from ._common import Tuned, device_guard, interpreting, is_channels_last
 
-__all__ = ["upfirdn2d_fwd", "output_size", "SEPARABLE_TWO_PASS_MIN_TAPS"]
+__all__ = ["upfirdn2d_fwd", "SEPARABLE_TWO_PASS_MIN_TAPS"]
 
 # A separable [ft] filter runs as two 1-D passes (x then y, float32 in between)
 # when the single-pass outer product would read at least this many samples per
@@ -131,12 +132,6 @@ _tuned_nchw = Tuned(_upfirdn2d_kernel, _NCHW_CONFIGS, _KEY)
 _tuned_nhwc = Tuned(_upfirdn2d_kernel, _NHWC_CONFIGS, _KEY)
 
 
-def output_size(h: int, w: int, fh: int, fw: int, upx: int, upy: int, downx: int, downy: int,
-                px0: int, px1: int, py0: int, py1: int) -> Tuple[int, int]:
-    """(OH, OW) of upfirdn2d, as in the reference."""
-    return ((h * upy + py0 + py1 - fh) // downy + 1, (w * upx + px0 + px1 - fw) // downx + 1)
-
-
 def _next_pow2(v: int) -> int:
     return 1 << max(int(v) - 1, 0).bit_length()
 
@@ -208,7 +203,7 @@ def upfirdn2d_fwd(x: torch.Tensor, f: torch.Tensor, upx: int, upy: int, downx: i
     n, c, h, w = x.shape
     ft = f.shape[0]
     fh, fw = (ft, ft) if f.ndim == 1 else tuple(f.shape)
-    oh, ow = output_size(h, w, fh, fw, upx, upy, downx, downy, px0, px1, py0, py1)
+    oh, ow = upfirdn2d_size(h, w, fh, fw, upx, upy, downx, downy, px0, px1, py0, py1)
     if oh < 1 or ow < 1:
         raise ValueError(f"upfirdn2d leaves no output ({oh}x{ow}) for x {tuple(x.shape)}, filter {fh}x{fw}, "
                          f"up ({upx}, {upy}), down ({downx}, {downy}), padding ({px0}, {px1}, {py0}, {py1})")

@@ -17,15 +17,16 @@ import os
 HAS_NVIDIA_DEVICE = os.path.exists("/dev/nvidiactl")
 if not HAS_NVIDIA_DEVICE:
     os.environ.setdefault("TRITON_INTERPRET", "1")
-os.environ.pop("GAN_FAST_IMPL", None)  # tests choose backends explicitly
-# One autotune config per kernel: tuning every test shape would cost more than the tests
-# (tests/test_autotune_configs.py runs every config once).
-os.environ.setdefault("GAN_FAST_AUTOTUNE", "first")
+os.environ.pop("GAN_FAST_IMPL", None)  # tests choose backends explicitly (gan_fast.config reads it at import)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from gan_fast import backend  # noqa: E402
+from gan_fast import backend, config  # noqa: E402
+
+# One autotune config per kernel: tuning every test shape would cost more than the tests
+# (tests/test_autotune_configs.py runs every config once).
+config.set_autotune("first")
 
 FAST = ("cpp", "triton")
 
@@ -40,11 +41,13 @@ def device() -> torch.device:
     return _device()
 
 
-def fast_backends(op_fast_backends) -> list:
-    """The fast backends of an op (its ``FAST_BACKENDS`` dict), for parametrizing tests on this machine's
-    test device. A backend that cannot run here is still listed: its tests skip (or, when required, fail)
-    with the reason (see the module docstring)."""
-    return sorted({b for order in op_fast_backends.values() for b in order})
+def fast_backends(spec) -> list:
+    """The fast backends of an op (its ``gan_fast.backends.<op>.SPEC``), for parametrizing tests on this
+    machine's test device. A backend that cannot run here is still listed: its tests skip (or, when required,
+    fail) with the reason (see the module docstring)."""
+    if isinstance(spec, dict):  # migration shim (temporary): an old FAST_BACKENDS dict
+        return sorted({b for order in spec.values() for b in order})
+    return [b for b in spec.backends if b != "ref"]
 
 
 def _required() -> set:

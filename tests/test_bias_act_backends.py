@@ -7,19 +7,16 @@ the public op really runs the extension's kernels; torch.compile and torch.func.
 On CPU the Triton backend runs under TRITON_INTERPRET=1 (conftest), at small shapes.
 """
 
-import importlib
 import math
 
 import pytest
 import torch
 
 from conftest import fast_backends
-from gan_fast import activations, backend, extension, ops
-from gan_fast.fused import bias_act as fused
+from gan_fast import activations, backend, config, extension, ops
+from gan_fast.backends import bias_act as backends
 
-ops_mod = importlib.import_module("gan_fast.ops.bias_act")  # the module (gan_fast.ops.bias_act is also the function)
-
-BACKENDS = fast_backends(ops_mod.FAST_BACKENDS)
+BACKENDS = fast_backends(backends.SPEC)
 ACTS = sorted(activations.ACTIVATIONS)
 TOL32 = dict(rtol=1e-4, atol=2e-5)
 
@@ -132,9 +129,9 @@ def test_public_op_runs_the_extension(monkeypatch):
     assert "cpp" in BACKENDS
     assert extension.status() == (True, "")
     assert extension.info()["how"] in ("prebuilt", "jit-built", "jit-cached")
-    assert backend.resolve("bias_act", None, torch.device("cpu"), ops_mod.FAST_BACKENDS) == "cpp"
+    assert backend.choose(backends.SPEC, None, torch.device("cpu"), torch.float32, 1 << 20) == "cpp"
     calls = []
-    real = fused.kernel_set("cpp")
+    real = backends.kernel_set("cpp")
     assert real.fwd is torch.ops.gan_fast.bias_act_fwd.default
 
     def counting(name):
@@ -143,7 +140,7 @@ def test_public_op_runs_the_extension(monkeypatch):
             return getattr(real, name)(*args)
         return f
 
-    monkeypatch.setitem(fused._sets, "cpp", fused.KernelSet(*(counting(n) for n in fused.KernelSet._fields)))
+    monkeypatch.setattr(backends, "_cpp", backends.KernelSet(*(counting(n) for n in backends.KernelSet._fields)))
     x = torch.randn(2, 3, 4, requires_grad=True)
     y = ops.bias_act(x, torch.randn(3), act="tanh", impl="cuda")  # 'cuda' is an alias of 'cpp'
     (dx,) = torch.autograd.grad(y.sum(), x, create_graph=True)
@@ -159,10 +156,10 @@ def test_public_op_runs_the_extension(monkeypatch):
     ops.bias_act(torch.randn(4, 4096), act="relu")  # automatic choice on CPU: the kernel from 16K elements
     assert calls == ["fwd"]
     calls.clear()
-    ops.bias_act(torch.randn(2, 3), act="relu")  # below, the plain chain is faster (ops.bias_act.MIN_NUMEL)
+    ops.bias_act(torch.randn(2, 3), act="relu")  # below, the plain chain is faster (SPEC.min_numel)
     assert calls == []
-    monkeypatch.setenv("GAN_FAST_IMPL", "cpp")  # a forced backend runs whatever the size
-    ops.bias_act(torch.randn(2, 3), act="relu")
+    with config.use_backend("cpp"):  # a forced backend runs whatever the size
+        ops.bias_act(torch.randn(2, 3), act="relu")
     assert calls == ["fwd"]
 
 
@@ -204,12 +201,12 @@ def test_third_order_raises_clearly():
 def test_fake_matches_kernel_opcheck():
     x = torch.randn(2, 5, 3, 4).contiguous(memory_format=torch.channels_last)
     b = torch.randn(5)
-    fused.kernel_set("cpp")
+    backends.kernel_set("cpp")
     args = (x, b, 8, 0.0, 1.4, 0.5, 5, 12)
     torch.library.opcheck(torch.ops.gan_fast.bias_act_fwd.default, args,
                           test_utils=("test_schema", "test_faketensor"))
     torch.library.opcheck(torch.ops.gan_fast.bias_act_grad2.default, (torch.randn_like(x), torch.randn(2, 5, 3, 4),
-                                                                      x, b, 3, 0.0, 1.0, -1.0, 5, 12),
+                                                                      x, b, 3, 0.0, 1.0, None, 5, 12),
                           test_utils=("test_schema", "test_faketensor"))
     for name, extra in (("bias_act_grad_db", ()), ("bias_act_grad2_db", (torch.randn(2, 5, 3, 4),))):
         torch.library.opcheck(getattr(torch.ops.gan_fast, name).default,
@@ -232,7 +229,7 @@ def test_bias_gradient_in_the_gradient_kernels(impl, shape, dim, layout, device)
     x, dy, ddx = (_layout(torch.randn(shape, generator=g, device=device) * 2, layout) if len(shape) == 4 else
                   torch.randn(shape, generator=g, device=device) * 2 for _ in range(3))
     b = torch.randn(shape[dim], generator=g, device=device)
-    ks = fused.kernel_set(impl)
+    ks = backends.kernel_set(impl)
     inner = math.prod(shape[dim + 1:])
     args = (8, 0.0, 1.3, 0.9, shape[dim], inner)  # swish with a clamp
     dims = [d for d in range(x.ndim) if d != dim]
@@ -250,8 +247,8 @@ def test_cpp_bias_gradient_is_deterministic(dtype, layout):
     g = torch.Generator().manual_seed(9)
     x, dy = (_layout(torch.randn(4, 64, 32, 33, generator=g), layout).to(dtype) for _ in range(2))
     b = torch.randn(64, generator=g).to(dtype)
-    ks = fused.kernel_set("cpp")
-    args = (2, 0.2, 1.4, -1.0, 64, 32 * 33)
+    ks = backends.kernel_set("cpp")
+    args = (2, 0.2, 1.4, None, 64, 32 * 33)
     old = torch.get_num_threads()
     try:
         results = []

@@ -8,17 +8,16 @@ filter (f requiring grad) falls back to the reference; torch.compile.
 On CPU the Triton backend runs under TRITON_INTERPRET=1 (conftest), at small shapes.
 """
 
-import importlib
 
 import pytest
 import torch
 
 from conftest import fast_backends
-from gan_fast import backend, ops
-from gan_fast.fused import upfirdn2d as fused
+from gan_fast import backend, config, ops
+from gan_fast.errors import BackendUnavailableError
+from gan_fast.backends import upfirdn2d as backends
 
-ops_mod = importlib.import_module("gan_fast.ops.upfirdn2d")  # the module (gan_fast.ops.upfirdn2d is the function)
-BACKENDS = fast_backends(ops_mod.FAST_BACKENDS)
+BACKENDS = fast_backends(backends.SPEC)
 TOL32 = dict(rtol=1e-4, atol=1e-5)
 
 # (up, down, padding, filter shape, flip_filter, gain)
@@ -113,16 +112,16 @@ def test_gradcheck_float64_cpp_cpu(cfg):
 def test_public_op_runs_the_extension(monkeypatch):
     assert "cpp" in BACKENDS
     # On CPU the C++ kernel is explicit-only: the conv2d-based reference is faster there.
-    assert backend.resolve("upfirdn2d", None, torch.device("cpu"), ops_mod.FAST_BACKENDS) == "ref"
-    real = fused.kernel("cpp")
-    assert real is torch.ops.gan_fast.upfirdn2d_fwd
+    assert backend.choose(backends.SPEC, None, torch.device("cpu"), torch.float32) == "ref"
+    real = backends.kernel("cpp")
+    assert real is torch.ops.gan_fast.upfirdn2d_fwd.default
     calls = []
 
     def counting(*args):
         calls.append(args[2:6])  # up/down as the kernel sees them
         return real(*args)
 
-    monkeypatch.setitem(fused._kernels, "cpp", counting)
+    monkeypatch.setattr(backends, "_cpp", counting)
     x = torch.randn(1, 2, 6, 5, requires_grad=True)
     y = ops.upfirdn2d(x, torch.ones(3, 3), up=2, padding=1, impl="cuda")  # 'cuda' is an alias of 'cpp'
     y.sum().backward()
@@ -132,10 +131,17 @@ def test_public_op_runs_the_extension(monkeypatch):
     assert calls == []
 
 
-def test_learned_filter_uses_reference():
+def test_learned_filter_runs_the_reference_automatically_and_is_refused_explicitly():
     x = torch.randn(1, 2, 6, 5, dtype=torch.float64, requires_grad=True)
     f = _filter((3, 2), "cpu", torch.float64).requires_grad_(True)
-    y = ops.upfirdn2d(x, f, up=2, padding=(1, 0, 1, 2), impl="cpp")
+    with pytest.raises(BackendUnavailableError, match="impl='cpp' cannot run this call: its kernels treat the "
+                                                      "filter as a constant.*impl='ref' runs it"):
+        ops.upfirdn2d(x, f, up=2, padding=(1, 0, 1, 2), impl="cpp")
+    with torch.no_grad():  # no gradient asked for: the filter is a constant, the kernel runs
+        torch.testing.assert_close(ops.upfirdn2d(x, f, up=2, padding=(1, 0, 1, 2), impl="cpp"),
+                                   ops.upfirdn2d(x, f, up=2, padding=(1, 0, 1, 2), impl="ref"))
+    with config.use_backend("cpp"):  # a forced backend is still automatic: ref takes the learned filter
+        y = ops.upfirdn2d(x, f, up=2, padding=(1, 0, 1, 2))
     gx, gf = torch.autograd.grad(y.square().sum(), (x, f))
     yr = ops.upfirdn2d(x, f, up=2, padding=(1, 0, 1, 2), impl="ref")
     rx, rf = torch.autograd.grad(yr.square().sum(), (x, f))
@@ -154,7 +160,7 @@ def test_reduced_precision_cpp_cpu(dtype):
 
 
 def test_fake_matches_kernel_opcheck():
-    fused.kernel("cpp")
+    backends.kernel("cpp")
     x = torch.randn(2, 3, 7, 6).contiguous(memory_format=torch.channels_last)
     for f in (torch.rand(3, 4), torch.rand(8)):
         torch.library.opcheck(torch.ops.gan_fast.upfirdn2d_fwd.default, (x, f, 2, 1, 1, 2, 1, 2, -1, 3, False, 1.5),

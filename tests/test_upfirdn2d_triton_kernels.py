@@ -9,6 +9,7 @@ import torch
 
 from gan_fast.kernels import upfirdn2d as K
 from gan_fast.reference.upfirdn2d import upfirdn2d as ref_upfirdn2d
+from gan_fast.shapes import upfirdn2d_size
 
 # (up, down, padding x0 x1 y0 y1): every factor 1/2/4 on each axis, mixed axes, negative pads (crops).
 CASES = [
@@ -119,7 +120,7 @@ def test_output_size_and_errors(device):
         K.upfirdn2d_fwd(x, torch.ones(12, 12, device=device), 1, 1, 1, 1, 0, 0, 0, 0, False, 1.0)
     with pytest.raises(ValueError, match=r"\[N, C, H, W\]"):
         K.upfirdn2d_fwd(x[0], torch.ones(2, 2, device=device), 1, 1, 1, 1, 0, 0, 0, 0, False, 1.0)
-    assert K.output_size(4, 5, 4, 4, 2, 2, 1, 1, 2, 1, 2, 1) == (8, 10)
+    assert upfirdn2d_size(4, 5, 4, 4, 2, 2, 1, 1, 2, 1, 2, 1) == (8, 10)
 
 
 def test_backward_is_the_swapped_op(device):
@@ -171,13 +172,7 @@ def test_full_size_gpu(case, dtype, channels_last):
     _check(x, f, up, down, pad, False, 2.0, dtype=dtype)
 
 
-# ---- end to end through the autograd glue (gan_fast/fused/upfirdn2d.py) --------------------------
-
-
-def _glue():
-    from gan_fast.fused import upfirdn2d as glue  # an ImportError here is a failure, not a skip
-
-    return glue
+# ---- end to end through the autograd glue (gan_fast/backends/upfirdn2d.py) --------------------------
 
 
 E2E = [
@@ -192,7 +187,9 @@ E2E = [
 @pytest.mark.parametrize("case", E2E, ids=lambda c: f"up{c[0]}-down{c[1]}-pad{c[2]}-f{c[3]}")
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_glue_triton_forward_grad_second_order(case, channels_last, device):
-    glue = _glue()
+    from gan_fast.backends import upfirdn2d as glue
+    from gan_fast.params.upfirdn2d import UpFirDn2dParams
+
     up, down, pad, fshape = case
     g = torch.Generator().manual_seed(20)
     x = torch.randn(2, 3, 7, 9, generator=g).to(device)
@@ -206,7 +203,7 @@ def test_glue_triton_forward_grad_second_order(case, channels_last, device):
         if impl == "ref":
             y = ref_upfirdn2d(xx, f, up, down, pad, False, 1.5)
         else:
-            y = glue.upfirdn2d(xx, f, up, down, pad, False, 1.5, "triton")
+            y = glue.run("triton", UpFirDn2dParams(up, down, pad, False, 1.5), xx, f)
         if r is None:
             r = torch.randn(y.shape, generator=g).to(device)
         rr = r.detach().clone().requires_grad_()
@@ -221,11 +218,10 @@ def test_glue_triton_forward_grad_second_order(case, channels_last, device):
 
 
 def test_public_op_triton_backend(device):
-    import importlib
-
-    up_mod = importlib.import_module("gan_fast.ops.upfirdn2d")
-    assert "triton" in up_mod.FAST_BACKENDS["cuda"], "upfirdn2d lost its triton backend"
     from gan_fast import ops
+    from gan_fast.backends import upfirdn2d as glue
+
+    assert "triton" in glue.SPEC.fast["cuda"], "upfirdn2d lost its triton backend"
 
     g = torch.Generator().manual_seed(21)
     x = torch.randn(2, 3, 8, 8, generator=g).to(device).requires_grad_()

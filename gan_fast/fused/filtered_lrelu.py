@@ -232,15 +232,18 @@ def uses_kernels(fu: Optional[torch.Tensor], fd: Optional[torch.Tensor], up: int
 
 
 def _resample(x, f, up, down, padding, flip_filter, gain):
-    from . import upfirdn2d as fused_upfirdn2d  # noqa: PLC0415
+    from ..backends import upfirdn2d as fused_upfirdn2d  # noqa: PLC0415
+    from ..params.upfirdn2d import UpFirDn2dParams  # noqa: PLC0415
 
-    return fused_upfirdn2d.upfirdn2d(x, f, up, down, padding, flip_filter, gain, "triton")
+    return fused_upfirdn2d.run("triton", UpFirDn2dParams(tuple(up), tuple(down), tuple(padding), bool(flip_filter),
+                                                         float(gain)), x, f)
 
 
 def _bias_act(x, b, dim, act, alpha, gain, clamp):
-    from . import bias_act as fused_bias_act  # noqa: PLC0415
+    from ..backends import bias_act as fused_bias_act  # noqa: PLC0415
+    from ..params.bias_act import BiasActParams  # noqa: PLC0415
 
-    return fused_bias_act.bias_act(x, b, dim, activations.get(act).code, alpha, gain, clamp, "triton")
+    return fused_bias_act.run("triton", BiasActParams(dim, act, alpha, gain, clamp), x, b)
 
 
 def _split(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter):

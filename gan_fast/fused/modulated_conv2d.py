@@ -43,7 +43,8 @@ import torch
 from ..kernels import modulated_conv2d as K
 from ..reference.conv2d_resample import conv2d_resample as _ref_conv2d_resample
 from ..reference.modulated_conv2d import needs_fp16_prenormalization, prenormalize_fp16
-from .upfirdn2d import upfirdn2d as _fast_upfirdn2d
+from ..backends import upfirdn2d as _upfirdn2d_backend
+from ..params.upfirdn2d import UpFirDn2dParams
 
 __all__ = ["modulated_conv2d", "conv2d_resample"]
 
@@ -223,7 +224,8 @@ class _ModulateWeight(torch.autograd.Function):
 
 
 def _upfirdn2d(x, f, up, down, padding, flip_filter, gain):
-    return _fast_upfirdn2d(x, f, (up, up), (down, down), tuple(padding), flip_filter, float(gain), "triton")
+    return _upfirdn2d_backend.run("triton", UpFirDn2dParams((up, up), (down, down), tuple(padding), flip_filter,
+                                                            float(gain)), x, f)
 
 
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], up: int, down: int,

@@ -39,7 +39,14 @@ from ..conv2d_gradfix import weight_gradients_disabled
 from ..kernels import modulated_conv2d_bias_act as K
 from ..reference.conv2d_resample import conv2d_resample as reference_conv2d_resample
 from ..reference.modulated_conv2d import DEMOD_EPS, needs_fp16_prenormalization, prenormalize_fp16
-from .bias_act import bias_act_vjp
+from ..backends import bias_act as _bias_act_backend
+from ..params.bias_act import BiasActParams
+from .. import activations as _activations
+
+
+def bias_act_vjp(dy, x, b, dim, act_code, alpha, gain, clamp, impl):  # migration shim
+    act = [n for n, a in _activations.ACTIVATIONS.items() if a.code == act_code][0]
+    return _bias_act_backend.vjp(impl, BiasActParams(dim, act, alpha, gain, clamp), dy, x, b)
 from .modulated_conv2d import _Demod, _scale_channels, conv2d_resample
 
 __all__ = ["modulated_conv2d_bias_act"]

@@ -9,7 +9,8 @@ import torch
 from .. import backend, checks, self_test
 from ..reference import modulated_conv2d as reference
 from ._dispatch import cast_to, exact_impl
-from .upfirdn2d import filter_size, output_length, setup_filter
+from ..params.upfirdn2d import filter_size, output_length
+from ..fir import setup_filter
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
 # The Triton kernels (demodulation coefficients, scaling, FIR) compute in float32: float64 runs ref.

@@ -9,10 +9,11 @@ import torch
 from .. import activations, backend, checks, self_test
 from ..reference import bias_act as bias_act_reference
 from ..reference import modulated_conv2d as modconv_reference
-from .bias_act import activation_args, bias_act
+from ..params.bias_act import activation_args
+from .bias_act import bias_act
 from ._dispatch import cast_to
 from .modulated_conv2d import check_modulation_args, check_noise, check_resampling_args, modulated_conv2d
-from .upfirdn2d import setup_filter
+from ..fir import setup_filter
 
 FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
 
