@@ -310,8 +310,8 @@ def test_generator_block_on_cuda_matches_ref(monkeypatch):
 
 
 def test_path_length_through_fused_modconv():
-    """rosinality's modulated conv reaches the styles only through conv weights: PathLengthPenalty's
-    default (no_weight_gradients) says so; no_weight_gradients=False gives the definition's lengths."""
+    """rosinality's modulated conv reaches the styles only through computed conv weights, whose gradients
+    no_weight_gradients() keeps: the default and no_weight_gradients=False both give the definition's lengths."""
     ours, definition, (x, skip, style, noise) = _block_pair(F64)
     pl_noise = torch.randn(2, 3, 8, 8, dtype=F64, generator=torch.Generator().manual_seed(9))
 
@@ -319,12 +319,12 @@ def test_path_length_through_fused_modconv():
         s = style.detach().clone().requires_grad_()
         return regularizers.PathLengthPenalty(**kw).path_lengths(block(x, skip, s, noise), s, pl_noise), s
 
-    with pytest.raises(ValueError, match="weight gradients are off.*no_weight_gradients=False"):
-        lengths(ours)
-    got, s = lengths(ours, no_weight_gradients=False)
     want, s_d = lengths(definition)
-    torch.testing.assert_close(got, want)
-    torch.testing.assert_close(torch.autograd.grad(got.sum(), s)[0], torch.autograd.grad(want.sum(), s_d)[0])
+    want_grad = torch.autograd.grad(want.sum(), s_d)[0]
+    for kw in ({}, {"no_weight_gradients": False}):
+        got, s = lengths(ours, **kw)
+        torch.testing.assert_close(got, want)
+        torch.testing.assert_close(torch.autograd.grad(got.sum(), s)[0], want_grad)
     assert core_gradfix.weight_gradients_disabled() is False
 
 

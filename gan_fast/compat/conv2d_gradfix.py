@@ -9,6 +9,11 @@ no_weight_gradients, enabled, weight_gradients_disabled.
   compute weight gradients (as the originals' with ``enabled = False``), also inside
   ``conv2d_resample``. The originals default to False and their training loops set True; here it
   starts True, because the gan_fast convolution works on every device and PyTorch version.
+* ``no_weight_gradients()`` skips the gradients of weights that are parameters or casts / views of one
+  (:func:`gan_fast.conv2d_gradfix.is_leaf_derived`, decided at forward time; the flag is read at
+  backward time), and keeps those of weights computed from other tensors: the path-length step with
+  ``fused_modconv=True`` (weights ``weight * styles``) gets its gradient w.r.t. ``ws``, as with the
+  originals on current PyTorch, where their gradfix is a no-op.
 """
 
 from __future__ import annotations

@@ -45,12 +45,11 @@ class PathLengthPenalty(nn.Module):
 
     Generators that fold the styles into convolution weights (StyleGAN2's
     ``fused_modconv=True``, rosinality's ``ModulatedConv2d``: per-sample weights
-    ``w * s`` and one grouped convolution) reach ``ws`` only through those weights'
-    gradients, which ``no_weight_gradients`` skips: use ``no_weight_gradients=False``
-    for them, or synthesise the images of this step with ``fused_modconv=False``
-    (StyleGAN2's training path). When no gradient at all reaches ``ws`` this raises
-    and says so; a generator whose styles reach the images both ways would get
-    lengths without the weight path, so the same advice holds.
+    ``w * s`` and one grouped convolution) work as they are: ``no_weight_gradients``
+    skips only the gradients of weights that are parameters (or casts / views of one,
+    :func:`gan_fast.conv2d_gradfix.is_leaf_derived`), and keeps those of weights computed
+    from the styles, which carry the gradient to ``ws``. When no gradient at all reaches
+    ``ws`` this raises and says why.
 
     State: ``pl_mean`` is a persistent buffer (in ``state_dict``, moved by
     ``.to()``). Under ``DistributedDataParallel``, when this module is inside
@@ -64,7 +63,7 @@ class PathLengthPenalty(nn.Module):
         ws_reduction: 'mean' (StyleGAN2) or 'sum', for 3-D ``ws``.
         no_weight_gradients: compute the path length gradient inside
             ``no_weight_gradients()`` (default True: skips the weight gradients of the
-            convolutions, which it does not need when the weights are parameters).
+            convolutions whose weights are parameters, which it does not need).
     """
 
     pl_mean: torch.Tensor
@@ -123,11 +122,11 @@ class PathLengthPenalty(nn.Module):
             if plain is not None:
                 raise ValueError(
                     "no gradient reaches ws because weight gradients are off: images depends on ws only through "
-                    "convolution weights computed from ws (StyleGAN2's fused_modconv=True or rosinality's "
-                    "ModulatedConv2d fold the styles into per-sample grouped-convolution weights), and "
-                    "PathLengthPenalty differentiates inside gan_fast.conv2d_gradfix.no_weight_gradients(), which "
-                    "skips convolution weight gradients. Use PathLengthPenalty(..., no_weight_gradients=False), or "
-                    "synthesise these images with fused_modconv=False (StyleGAN2's training path)")
+                    "the weight of a convolution (or fused kernel) that skips its weight gradient inside "
+                    "gan_fast.conv2d_gradfix.no_weight_gradients(), where PathLengthPenalty differentiates: ws "
+                    "itself, or a cast or view of it, is used as a weight (gan_fast skips the gradients of "
+                    "leaf-derived weights only, see gan_fast.conv2d_gradfix.is_leaf_derived). Use "
+                    "PathLengthPenalty(..., no_weight_gradients=False)")
         raise ValueError("images is not connected to ws: it was not synthesised from this tensor")
 
     def forward(self, images: torch.Tensor, ws: torch.Tensor, noise: Optional[torch.Tensor] = None) -> torch.Tensor:
