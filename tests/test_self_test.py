@@ -1,37 +1,37 @@
 """The first-use self-test: every fast backend passes it here; every kind of wrong kernel fails it; the automatic
 choice falls back to ref once, with one warning, and never picks an op that registers no case."""
 
+import glob
 import math
 import warnings
 
 import pytest
 import torch
 
-from gan_fast import backend, ops, self_test  # noqa: F401 - importing ops registers the cases
-from conftest import fast_backends
+from gan_fast import backend, config, ops, self_test
+from gan_fast.backends import SPECS
+from gan_fast.backends.common import OpSpec
+from gan_fast.self_test import cache, cli
+from gan_fast.self_test.judge import Entry
 
 CPU = torch.device("cpu")
-OPS = {
-    "bias_act": ops.bias_act, "upfirdn2d": ops.upfirdn2d, "modulated_conv2d": ops.modulated_conv2d,
-    "power_iteration": ops.power_iteration, "spectral_normalize": ops.spectral_normalize,
-    "gradient_norm_penalty": ops.gradient_norm_penalty, "modulated_conv2d_bias_act": ops.modulated_conv2d_bias_act,
-}
-CASES = [(op, impl) for op in OPS for impl in fast_backends(__import__(f"gan_fast.ops.{op}", fromlist=["x"]).FAST_BACKENDS)]
-# modulated_conv2d_bias_act registers one case per algorithm
-CASES += [("modulated_conv2d_bias_act:implicit_gemm", impl) for op, impl in CASES if op == "modulated_conv2d_bias_act"]
+CASES = [(spec.name, impl) for spec in SPECS for impl in spec.backends if impl != "ref"]
 
 
 @pytest.fixture(autouse=True)
-def _fresh_verdicts():
+def _fresh_verdicts(tmp_path):
+    old = config.cache_dir()
+    config.set_cache_dir(tmp_path / "cache")  # no verdict from another test or run is read
     self_test.reset()
     backend.reset_warnings()
     yield
     self_test.reset()
     backend.reset_warnings()
+    config.set_cache_dir(old)
 
 
 def test_every_op_registers_a_case():
-    assert set(self_test._CASES) >= set(OPS)
+    assert set(self_test.registered()) >= {spec.name for spec in SPECS}
 
 
 @pytest.mark.parametrize("op, impl", CASES)
@@ -92,8 +92,8 @@ def _planted_case(defect):
 
 
 def _plant(monkeypatch, op, case):
-    monkeypatch.setitem(self_test._CASES, op, (case,))
-    monkeypatch.setitem(self_test._BACKENDS, op, ("cpp",))
+    self_test.registered()  # the built-in cases are loaded first: a planted op is added to them
+    monkeypatch.setitem(self_test._CASES, op, Entry((case,), ("cpp",)))
 
 
 def test_the_honest_planted_kernel_passes(monkeypatch):
@@ -185,10 +185,11 @@ def test_judge_rejects_nan_where_truth_and_ref_are_finite():
 def test_a_wrong_backend_falls_back_to_ref_with_one_warning(monkeypatch):
     _plant(monkeypatch, "wrong_op", _planted_case("forward_past_first_block"))
     monkeypatch.setattr(backend, "_device_status", lambda b, d: (True, ""))
+    spec = OpSpec("wrong_op", "wrong_op", {"cpu": ("cpp",)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        picks = [backend.resolve("wrong_op", None, CPU, {"cpu": ("cpp",)}, torch.float32) for _ in range(3)]
-        explicit = backend.resolve("wrong_op", "cpp", CPU, {"cpu": ("cpp",)})
+        picks = [backend.choose(spec, None, CPU, torch.float32) for _ in range(3)]
+        explicit = backend.choose(spec, "cpp", CPU)
     assert picks == ["ref"] * 3 and explicit == "cpp"  # an explicit request is honoured
     msgs = [str(w.message) for w in caught]
     assert len(msgs) == 1 and "self-test failed" in msgs[0] and "forward" in msgs[0]
@@ -196,12 +197,13 @@ def test_a_wrong_backend_falls_back_to_ref_with_one_warning(monkeypatch):
 
 def test_an_op_without_a_case_is_never_chosen_automatically(monkeypatch):
     monkeypatch.setattr(backend, "_device_status", lambda b, d: (True, ""))
-    assert "case_less_op" not in self_test._CASES
+    assert "case_less_op" not in self_test.registered()
+    spec = OpSpec("case_less_op", "case_less_op", {"cpu": ("cpp",)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        assert backend.resolve("case_less_op", None, CPU, {"cpu": ("cpp",)}) == "ref"
+        assert backend.choose(spec, None, CPU) == "ref"
     assert any("registers no self-test case" in str(w.message) for w in caught)
-    assert backend.resolve("case_less_op", "cpp", CPU, {"cpu": ("cpp",)}) == "cpp"
+    assert backend.choose(spec, "cpp", CPU) == "cpp"
 
 
 def test_a_raising_backend_falls_back(monkeypatch):
@@ -227,14 +229,14 @@ def test_self_test_ignores_the_callers_modes():
 
 def test_command_line_reports_ops_and_fails_on_a_wrong_backend(monkeypatch, capsys, device):
     """``gan-fast-self-test``: one line per (op, fast backend), exit status 1 only when one fails."""
-    assert self_test.main(["--device", device.type, "--op", "^bias_act$"]) == 0
+    assert cli.main(["--device", device.type, "--op", "^bias_act$"]) == 0
     lines = capsys.readouterr().out.splitlines()[1:]
     assert lines and {line.split()[0] for line in lines} == {"bias_act"}
     assert all(line.split()[2] in ("ok", "unavailable:") for line in lines)
 
     _plant(monkeypatch, "wrong_op", _planted_case("backward_past_first_block"))
     monkeypatch.setattr(backend, "available_backends", lambda d: {"cpp": (True, ""), "triton": (True, "")})
-    assert self_test.main(["--device", device.type, "--op", "wrong_op"]) == 1
+    assert cli.main(["--device", device.type, "--op", "wrong_op"]) == 1
     out = capsys.readouterr().out
     assert "wrong_op" in out and "cpp     FAILED" in out and "gradient 0" in out
 
@@ -270,3 +272,97 @@ def test_judge_tf32_allowance_is_bounded():
         self_test.judge(base + 0.5 * allowance * rms, base, truth, "forward 0")  # exact float32: no allowance
     with pytest.raises(AssertionError, match="exceeds"):
         self_test.judge(base + 2 * allowance * rms, base, truth, "forward 0", allowance)
+
+
+def test_command_line_usage_errors(capsys):
+    assert cli.main(["--op", "no_such_op"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matches no op" in err and "bias_act" in err
+    if not torch.cuda.is_available():
+        assert cli.main(["--device", "cuda"]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "CUDA is not available" in err
+
+
+# ------------------------------------------------------------------------------------------ the verdict cache
+
+
+def _counting_case(counter, fail=None):
+    def case(device, gen):
+        counter.append(1)
+        x = torch.randn(5, generator=gen, device=device).requires_grad_()
+
+        def run(impl, t):
+            if impl != "ref" and fail is not None:
+                raise fail
+            return (t[0].tanh(),)
+        return run, [x]
+    return case
+
+
+def test_a_verdict_is_kept_on_disk_and_read_by_a_new_process(monkeypatch):
+    runs = []
+    _plant(monkeypatch, "cached_op", _counting_case(runs))
+    assert self_test.passed("cached_op", "cpp", CPU, torch.float32) == (True, "")
+    assert runs and len(glob.glob(cache.directory() + "/cached_op-cpp-*.json")) == 1
+    runs.clear()
+    self_test.reset()  # a new process: nothing in memory
+    assert self_test.passed("cached_op", "cpp", CPU, torch.float32) == (True, "")
+    assert runs == []  # read from disk, not run again
+    monkeypatch.setattr(cache, "sources_digest", lambda: "another-kernel-source")
+    self_test.reset()
+    assert self_test.passed("cached_op", "cpp", CPU, torch.float32) == (True, "")
+    assert runs  # the key names the kernels' sources: changed sources run the check again
+
+
+def test_a_transient_failure_is_not_written(monkeypatch):
+    runs = []
+    _plant(monkeypatch, "oom_op", _counting_case(runs, fail=torch.cuda.OutOfMemoryError("CUDA out of memory")))
+    ok, why = self_test.passed("oom_op", "cpp", CPU, torch.float32)
+    assert not ok and "out of memory" in why
+    assert glob.glob(cache.directory() + "/oom_op-*.json") == []
+    _plant(monkeypatch, "wrong_op", _counting_case(runs, fail=RuntimeError("no kernel image for this GPU")))
+    assert not self_test.passed("wrong_op", "cpp", CPU, torch.float32)[0]
+    assert len(glob.glob(cache.directory() + "/wrong_op-*.json")) == 1  # a real failure is kept
+
+
+def test_a_read_only_cache_directory_keeps_verdicts_in_memory(monkeypatch, tmp_path):
+    runs = []
+    _plant(monkeypatch, "ro_op", _counting_case(runs))
+    blocker = tmp_path / "not_a_dir"
+    blocker.write_text("a file where the cache directory should be")
+    config.set_cache_dir(blocker)  # makedirs fails: as a read-only location does
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning either
+        assert self_test.passed("ro_op", "cpp", CPU, torch.float32) == (True, "")
+    runs.clear()
+    assert self_test.passed("ro_op", "cpp", CPU, torch.float32) == (True, "")
+    assert runs == []  # the verdict is held in memory
+
+
+def test_a_corrupt_verdict_file_is_ignored_with_one_warning_and_replaced(monkeypatch):
+    runs = []
+    _plant(monkeypatch, "corrupt_op", _counting_case(runs))
+    self_test.passed("corrupt_op", "cpp", CPU, torch.float32)
+    (path,) = glob.glob(cache.directory() + "/corrupt_op-cpp-*.json")
+    with open(path, "w") as f:
+        f.write("{not json")
+    self_test.reset()
+    runs.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert self_test.passed("corrupt_op", "cpp", CPU, torch.float32) == (True, "")
+        self_test.reset()
+        self_test.passed("corrupt_op", "cpp", CPU, torch.float32)  # replaced: read cleanly now
+    assert runs == [1]
+    msgs = [str(w.message) for w in caught]
+    assert len(msgs) == 1 and "unreadable self-test verdict" in msgs[0], msgs
+
+
+def test_clear_cache_removes_the_stored_verdicts(monkeypatch, capsys):
+    _plant(monkeypatch, "clear_op", _counting_case([]))
+    self_test.passed("clear_op", "cpp", CPU, torch.float32)
+    assert glob.glob(cache.directory() + "/*.json")
+    assert cli.main(["--clear-cache"]) == 0
+    assert "removed" in capsys.readouterr().out
+    assert glob.glob(cache.directory() + "/*.json") == []

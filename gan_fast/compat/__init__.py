@@ -15,23 +15,13 @@ StyleGAN2-ADA / StyleGAN3 (``torch_utils.ops``)::
 the fastest backend usable for the tensors' device (Triton or the C++/CUDA extension for CUDA
 tensors, the C++ extension or the reference for CPU tensors), falling back to the reference with
 one warning and never an exception, as the originals run their reference for CPU tensors;
-``GAN_FAST_IMPL`` still forces a backend. ``'ref'``, ``'triton'`` and ``'cpp'`` stay explicit,
+``gan_fast.config.use_backend`` / ``GAN_FAST_IMPL`` still force a backend. ``'ref'``, ``'triton'`` and ``'cpp'`` stay explicit,
 strict requests. (The core API, :mod:`gan_fast.ops`, keeps ``'cuda'`` as a strict alias of ``'cpp'``.)
 
 rosinality's ``op`` package (stylegan2-pytorch, and basicsr, GFPGAN, e4e, pSp ... that vendor it)
 is mirrored by :mod:`gan_fast.compat.rosinality`.
 """
 
-from typing import Optional
-
-
-def auto_impl(impl: Optional[str]) -> Optional[str]:
-    """The compat meaning of ``impl``: ``'cuda'`` (any case) is the automatic choice (None); others unchanged."""
-    if isinstance(impl, str) and impl.lower() == "cuda":
-        return None
-    return impl
-
-
-from . import bias_act, conv2d_gradfix, conv2d_resample, filtered_lrelu, fma, grid_sample_gradfix, upfirdn2d  # noqa: E402,E501
+from . import bias_act, conv2d_gradfix, conv2d_resample, filtered_lrelu, fma, grid_sample_gradfix, upfirdn2d
 
 __all__ = ["bias_act", "conv2d_gradfix", "conv2d_resample", "filtered_lrelu", "fma", "grid_sample_gradfix", "upfirdn2d"]

@@ -8,7 +8,7 @@ import torch
 
 from .. import ops
 from ..activations import ACTIVATIONS, Activation
-from . import auto_impl
+from .auto import auto_impl
 
 __all__ = ["bias_act", "activation_funcs", "EasyDict"]
 

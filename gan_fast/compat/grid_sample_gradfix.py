@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import checks
-from ..fused import cache_signatures
+from ..backends.common import cache_signatures
 
 __all__ = ["grid_sample", "enabled"]
 

@@ -14,7 +14,7 @@ import torch
 
 from .. import ops
 from ..ops import setup_filter
-from . import auto_impl
+from .auto import auto_impl
 
 __all__ = ["setup_filter", "upfirdn2d", "filter2d", "upsample2d", "downsample2d"]
 

@@ -19,7 +19,7 @@ def bias_act(x: torch.Tensor, b: Optional[torch.Tensor], dim: int, act: str, alp
     if b is not None:
         shape = [1] * x.ndim
         shape[dim] = -1
-        x = x + b.to(x.dtype).reshape(shape)
+        x = x + (b if b.dtype == x.dtype else b.to(x.dtype)).view(shape)
     x = activations.get(act).func(x, alpha)
     if gain != 1:
         x = x * gain

@@ -33,10 +33,13 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple
         x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
         x = x.reshape(n, c, h * upy, w * upx)
 
-    x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
-    x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
+    if x0 > 0 or x1 > 0 or y0 > 0 or y1 > 0:
+        x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    if x0 < 0 or x1 < 0 or y0 < 0 or y1 < 0:  # negative pads crop
+        x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
 
-    f = f.to(x.dtype)
+    if f.dtype != x.dtype:
+        f = f.to(x.dtype)
     if not flip_filter:  # conv2d correlates; a true convolution flips the filter
         f = f.flip(list(range(f.ndim)))
     planes = c

@@ -113,13 +113,15 @@ def load(op: str, backend: str, dtype: torch.dtype, device: torch.device) -> Opt
     path, key = _path(op, backend, dtype, device)
     try:
         with open(path) as f:
-            data = json.load(f)
+            text = f.read()
+    except OSError:
+        return None  # none stored, or a location that cannot be read: the check runs
+    try:
+        data = json.loads(text)
         if data["key"] != key:
             raise ValueError("its key does not match its name")
         return bool(data["ok"]), str(data["why"])
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (ValueError, KeyError, TypeError) as exc:
         with _lock:
             first = path not in _warned_corrupt
             _warned_corrupt.add(path)
