@@ -3,7 +3,6 @@
 insertion, padding, 2-D convolutions and strides), shapes at StyleGAN3-T layer configurations, the state dict,
 gradients and second order."""
 
-import importlib.util
 import math
 
 import pytest
@@ -247,11 +246,9 @@ def _path_length_grads(layer, x, w, y, impl):
 
 
 def _other_impls(device):
-    """The automatic choice, and on CPU under the Triton interpreter also an explicit 'triton' (tiny shapes)
-    once filtered_lrelu has its Triton path (gan_fast.fused.filtered_lrelu)."""
+    """The automatic choice, and on CPU under the Triton interpreter also an explicit 'triton' (tiny shapes)."""
     out = [None]
-    if (device.type == "cpu" and backend.interpreter_enabled() and backend.available_backends(device)["triton"][0]
-            and importlib.util.find_spec("gan_fast.fused.filtered_lrelu") is not None):
+    if device.type == "cpu" and backend.interpreter_enabled() and backend.available_backends(device)["triton"][0]:
         out.append("triton")
     return out
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gan_fast.compat import filtered_lrelu
+from gan_fast.errors import BackendUnavailableError
 from tests.test_filtered_lrelu_ref import naive_filtered_lrelu
 
 
@@ -48,3 +49,20 @@ def test_errors_are_named():
         filtered_lrelu.filtered_lrelu(torch.randn(1, 1, 4, 4), clamp=-1)
     with pytest.raises(ValueError, match="up must be >= 1"):
         filtered_lrelu.filtered_lrelu(torch.randn(1, 1, 4, 4), up=0)
+
+
+def test_other_factors_refuse_an_explicit_fast_impl():
+    """Factors outside 1, 2, 4 run the reference: impl='cuda' (automatic) and 'ref' take them, an explicit
+    'triton' is refused (its kernels take 1, 2 and 4), naming impl='ref'; mixed dtypes follow x."""
+    x = torch.randn(1, 2, 6, 7)
+    f = torch.rand(5, dtype=torch.float64)
+    b = torch.randn(2, dtype=torch.float64, requires_grad=True)
+    y = filtered_lrelu.filtered_lrelu(x, f, f, b, up=3, padding=2, impl="ref")
+    assert y.dtype == torch.float32
+    (db,) = torch.autograd.grad(y.sum(), b)
+    assert db.dtype == torch.float64
+    torch.testing.assert_close(filtered_lrelu.filtered_lrelu(x, f, f, b, up=3, padding=2), y, rtol=0, atol=0)
+    with pytest.raises(BackendUnavailableError, match="impl='triton' cannot run up=3.*impl='ref' runs it"):
+        filtered_lrelu.filtered_lrelu(x, f, f, up=3, padding=2, impl="triton")
+    with pytest.raises(ValueError, match="impl must be"):
+        filtered_lrelu.filtered_lrelu(x, f, f, up=3, padding=2, impl="bogus")

@@ -11,10 +11,12 @@ import math
 import pytest
 import torch
 
-from gan_fast import backend
-from gan_fast.fused import filtered_lrelu as fused
+from gan_fast import backend, config
+from gan_fast.backends import filtered_lrelu as backends
+from gan_fast.errors import BackendUnavailableError, UnsupportedDtypeError
 from gan_fast.kernels import filtered_lrelu as K
-from gan_fast.ops.filtered_lrelu import FAST_BACKENDS, filtered_lrelu
+from gan_fast.ops.filtered_lrelu import filtered_lrelu
+from gan_fast.params.filtered_lrelu import validate
 from tests.conftest import fast_backends
 from tests.parity import assert_close_scaled
 
@@ -58,8 +60,9 @@ def _check(x, b, kw, tol=TOL):
 
 
 def test_triton_is_the_cuda_fast_backend():
-    assert FAST_BACKENDS == {"cuda": ("triton",)}
-    assert "triton" in fast_backends(FAST_BACKENDS)
+    assert backends.SPEC.fast == {"cuda": ("triton",)}
+    assert fast_backends(backends.SPEC) == ["triton"]
+    assert set(backends.SPEC.cannot["triton"]) == {"float64", "learned filter"}
 
 
 CONFIGS = [
@@ -85,7 +88,7 @@ def test_matches_ref(cfg):
     b = torch.randn(x.shape[1], generator=gen) if cfg.pop("bias", False) else None
     nfu, nfd = cfg.pop("fu"), cfg.pop("fd")
     kw = dict(fu=_taps(nfu, gen) if nfu else None, fd=_taps(nfd, gen) if nfd else None, **cfg)
-    assert fused.uses_kernels(kw["fu"], kw["fd"], cfg["up"], cfg["down"])
+    assert backends.algorithm(cfg["up"], cfg["down"], kw["fu"], kw["fd"]) == backends.FUSED
     _check(x, b, kw)
 
 
@@ -111,7 +114,8 @@ def test_two_d_filters(which):
     f2 = f2 / f2.sum()
     fu, fd = {"fd_2d": (_taps(8, gen), f2), "fu_2d": (f2, _taps(8, gen)), "both_2d": (f2, f2.T)}[which]
     kw = dict(fu=fu, fd=fd, up=2, down=2, padding=[4, 3, 5, 2], clamp=1.0, flip_filter=which == "fu_2d")
-    assert not fused.uses_kernels(kw["fu"], kw["fd"], 2, 2)
+    want = {"fd_2d": backends.SPLIT_DOWN, "fu_2d": backends.SPLIT_UP, "both_2d": backends.COMPOSED}[which]
+    assert backends.algorithm(2, 2, kw["fu"], kw["fd"]) == want
     _check(torch.randn(1, 2, 9, 8, generator=gen), torch.randn(2, generator=gen), kw)
 
 
@@ -130,14 +134,24 @@ def test_no_grad_path_and_b_only_gradient():
     assert_close_scaled(db, db_ref, TOL)
 
 
-def test_filters_that_require_grad_run_the_reference():
+def test_learned_filters_run_the_reference_automatically_and_are_refused_explicitly():
     gen = torch.Generator().manual_seed(6)
     x = torch.randn(1, 2, 8, 9, generator=gen)
     fu = _taps(6, gen).requires_grad_()
-    y = filtered_lrelu(x, fu, up=2, padding=3, impl="triton")
+    for kw in (dict(fu=fu), dict(fd=fu)):
+        with pytest.raises(BackendUnavailableError, match="impl='triton' cannot run this call: its kernels treat "
+                                                          "the filters as constants.*impl='ref' runs it"):
+            filtered_lrelu(x, up=2, padding=3, impl="triton", **kw)
+    with torch.no_grad():  # no gradient asked for: the filter is a constant, the kernels run
+        assert_close_scaled(filtered_lrelu(x, fu, up=2, padding=3, impl="triton"),
+                            filtered_lrelu(x, fu, up=2, padding=3, impl="ref"), TOL)
+    with config.use_backend("triton"):  # a forced backend is still automatic: ref takes the learned filter
+        y = filtered_lrelu(x, fu, up=2, padding=3)
     (dfu,) = torch.autograd.grad(y.sum(), fu)
-    (dfu_ref,) = torch.autograd.grad(filtered_lrelu(x, fu, up=2, padding=3, impl="ref").sum(), fu)
-    torch.testing.assert_close(dfu, dfu_ref)
+    y_ref = filtered_lrelu(x, fu, up=2, padding=3, impl="ref")
+    (dfu_ref,) = torch.autograd.grad(y_ref.sum(), fu)
+    torch.testing.assert_close(y, y_ref, rtol=0, atol=0)
+    torch.testing.assert_close(dfu, dfu_ref, rtol=0, atol=0)
 
 
 def test_int64_offsets(monkeypatch):
@@ -148,18 +162,13 @@ def test_int64_offsets(monkeypatch):
     _check(torch.randn(1, 2, 13, 12, generator=gen), torch.randn(2, generator=gen), kw)
 
 
-def test_float64_policy(monkeypatch):
+def test_float64_policy():
     x = torch.randn(1, 2, 6, 6, dtype=torch.float64)
     f = torch.ones(4, dtype=torch.float64) / 4
-    with pytest.raises(TypeError, match="float64"):
+    with pytest.raises(UnsupportedDtypeError, match="float64"):  # also a TypeError
         filtered_lrelu(x, f, f, up=2, down=2, padding=3, impl="triton")
-    monkeypatch.setenv("GAN_FAST_IMPL", "triton")  # an automatic choice: float64 goes to ref, exactly
-    backend.reset_warnings()
-    try:
+    with config.use_backend("triton"):  # an automatic choice: float64 goes to ref, exactly
         y = filtered_lrelu(x, f, f, up=2, down=2, padding=3)
-    finally:
-        monkeypatch.delenv("GAN_FAST_IMPL")
-        backend.reset_warnings()
     torch.testing.assert_close(y, filtered_lrelu(x, f, f, up=2, down=2, padding=3, impl="ref"), rtol=0, atol=0)
 
 
@@ -173,6 +182,50 @@ def test_empty_batch():
     assert dx.shape == x.shape and torch.equal(db, torch.zeros(2))
 
 
+def test_algorithm_is_a_pure_choice_of_kinds_and_plans():
+    """fused for separable or absent filters a tile holds; one 2-D filter split off when the kernels hold the
+    other half; else the composition. Never asks for plans it does not need."""
+    asked = []
+
+    def plans(holds):
+        def has_plans(*key):
+            asked.append(key)
+            return holds
+        return has_plans
+    choose = backends.choose_algorithm
+    assert choose(2, 2, 12, 12, plans(True)) == backends.FUSED and asked == [(2, 2, 12, 12)]
+    assert choose(2, 2, 12, 12, plans(False)) == backends.COMPOSED
+    assert choose(4, 2, 1, 1, plans(True)) == backends.FUSED  # absent filters
+    asked.clear()
+    assert choose(4, 2, 24, 0, plans(True)) == backends.SPLIT_DOWN and asked == [(4, 1, 24, 1)]
+    asked.clear()
+    assert choose(4, 2, 0, 12, plans(True)) == backends.SPLIT_UP and asked == [(1, 2, 1, 12)]
+    assert choose(4, 2, 1, 0, plans(True)) == backends.SPLIT_DOWN
+    assert choose(4, 2, 0, 1, plans(True)) == backends.SPLIT_UP
+    for kinds in ((24, 0), (0, 12)):
+        assert choose(4, 2, *kinds, plans(False)) == backends.COMPOSED
+    asked.clear()
+    assert choose(2, 2, 0, 0, plans(True)) == backends.COMPOSED and asked == []
+    # with the kernels' plans: StyleGAN3's filters are fused; filters no tile holds are composed
+    assert backends.algorithm(2, 2, torch.ones(12), torch.ones(12)) == backends.FUSED
+    assert backends.algorithm(1, 1, torch.ones(200), None) == backends.COMPOSED
+    assert backends.algorithm(2, 2, torch.ones(200), torch.ones(3, 3)) == backends.COMPOSED
+
+
+def test_filters_no_tile_holds_run_the_composition():
+    gen = torch.Generator().manual_seed(10)
+    kw = dict(fu=_taps(140, gen), fd=None, up=1, down=1, padding=[70, 69, 70, 69], clamp=1.0)
+    assert backends.algorithm(1, 1, kw["fu"], None) == backends.COMPOSED
+    _check(torch.randn(1, 2, 5, 6, generator=gen), torch.randn(2, generator=gen), kw)
+
+
+def test_parameters_are_normalised_once():
+    x = torch.randn(1, 2, 6, 6)
+    p = validate(x, None, None, None, 2, 1, [1, 2], 1, 0, None, 0)
+    assert p == (2, 1, (1, 1, 2, 2), 1.0, 0.0, None, False)
+    assert p.padding == (1, 1, 2, 2) and p.clamp is None and type(p.gain) is float
+
+
 def test_plans_cover_stylegan3_filters():
     """Every up/down pair with StyleGAN3's tap counts (6 per factor, none at 1) runs the kernels."""
     for up in (1, 2, 4):
@@ -184,9 +237,13 @@ def test_plans_cover_stylegan3_filters():
                 assert t >= 1 and all(v >= 16 and v & (v - 1) == 0 for v in (bi, bu, bo))
 
 
-def test_torch_compile_fullgraph():
+@pytest.mark.parametrize("seen", [False, True], ids=["fresh", "seen"])
+def test_torch_compile_fullgraph(seen, monkeypatch):
     """The kernels are opaque custom ops: torch.compile traces the op without a graph break (one filter given
-    as both fu and fd included) and matches eager, forward and gradients."""
+    as both fu and fd included) and matches eager, forward and gradients; the algorithm is traced too, whether
+    an eager call of this process chose it already (``seen``) or the trace computes it (``fresh``)."""
+    cache = {(2, 2, 12, 12): backends.FUSED} if seen else {}
+    monkeypatch.setattr(backends, "_ALGORITHM", cache)
     gen = torch.Generator().manual_seed(8)
     x = torch.randn(1, 2, 9, 10, generator=gen, requires_grad=True)
     b = torch.randn(2, generator=gen, requires_grad=True)
@@ -194,8 +251,32 @@ def test_torch_compile_fullgraph():
 
     def fn(x, b):
         return filtered_lrelu(x, f, f, b, up=2, down=2, padding=9, clamp=1.0, impl="triton")
+    torch._dynamo.reset()
     y = torch.compile(fn, fullgraph=True)(x, b)
+    assert backends._ALGORITHM == ({(2, 2, 12, 12): backends.FUSED} if seen else {})  # a trace stores nothing
     y_e = fn(x, b)
+    torch.testing.assert_close(y, y_e, rtol=0, atol=0)
+    w = torch.randn(y.shape, generator=gen)
+    for g, g_e in zip(torch.autograd.grad(y, (x, b), w), torch.autograd.grad(y_e, (x, b), w)):
+        torch.testing.assert_close(g, g_e, rtol=0, atol=0)
+
+
+def test_torch_compile_fullgraph_split_path(monkeypatch):
+    """A 2-D down filter (the split path: the kernels, then the Triton upfirdn2d) traces without a graph break,
+    its algorithm chosen in the trace, and matches eager."""
+    monkeypatch.setattr(backends, "_ALGORITHM", {})
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(1, 2, 9, 8, generator=gen, requires_grad=True)
+    b = torch.randn(2, generator=gen, requires_grad=True)
+    fu, fd = _taps(8, gen), torch.rand(3, 4, generator=gen) / 6
+
+    def fn(x, b):
+        return filtered_lrelu(x, fu, fd, b, up=2, down=2, padding=[4, 3, 5, 2], clamp=1.0, impl="triton")
+    torch._dynamo.reset()
+    y = torch.compile(fn, fullgraph=True)(x, b)
+    assert backends._ALGORITHM == {}
+    y_e = fn(x, b)
+    assert backends._ALGORITHM == {(2, 2, 8, 0): backends.SPLIT_DOWN}
     torch.testing.assert_close(y, y_e, rtol=0, atol=0)
     w = torch.randn(y.shape, generator=gen)
     for g, g_e in zip(torch.autograd.grad(y, (x, b), w), torch.autograd.grad(y_e, (x, b), w)):
@@ -207,11 +288,15 @@ def test_custom_ops_opcheck():
     x = torch.randn(1, 2, 6, 7, generator=gen)
     f = _taps(4, gen)
     args = (x, f, f, torch.randn(2, generator=gen), 2, 2, 3, 2, 3, 2, 1.4, 0.2, 1.0, False, True)
-    torch.library.opcheck(fused._fwd_op, args, test_utils=("test_schema", "test_faketensor"))
-    y, mask = fused._fwd_op(*args)
-    torch.library.opcheck(fused._bwd_op, (torch.randn_like(y), mask, f, f, 2, 2, 3, 3, 6, 7, 1.4, 0.2, False,
-                                          False, True), test_utils=("test_schema", "test_faketensor"))
-    torch.library.opcheck(fused._jvp_op, (x, None, mask, f, f, 2, 2, 3, 2, 3, 2, 1.4, 0.2, False),
+    torch.library.opcheck(backends._fwd_op, args, test_utils=("test_schema", "test_faketensor"))
+    no_clamp = args[:12] + (None,) + args[13:]  # clamp is Optional[float]: None means no clamp
+    torch.library.opcheck(backends._fwd_op, no_clamp, test_utils=("test_schema", "test_faketensor"))
+    xcl = x.contiguous(memory_format=torch.channels_last)
+    torch.library.opcheck(backends._fwd_op, (xcl, f, None) + args[3:], test_utils=("test_schema", "test_faketensor"))
+    y, mask = backends._fwd_op(*args)
+    torch.library.opcheck(backends._bwd_op, (torch.randn_like(y), mask, f, f, 2, 2, 3, 3, 6, 7, 1.4, 0.2, False,
+                                             False, True), test_utils=("test_schema", "test_faketensor"))
+    torch.library.opcheck(backends._jvp_op, (x, None, mask, f, f, 2, 2, 3, 2, 3, 2, 1.4, 0.2, False),
                           test_utils=("test_schema", "test_faketensor"))
 
 

@@ -4,7 +4,7 @@ padding, gain, slope, clamp, flip_filter, impl='cuda')``.
 ``impl='cuda'`` (the default, as there) means the automatic choice: the Triton kernels for CUDA tensors,
 the reference elsewhere (StyleGAN3 runs its reference on CPU tensors too), so it never raises where the
 original would not. Up/down factors other than 1, 2 and 4 (which StyleGAN3's reference accepts) run the
-reference.
+reference (an explicit fast ``impl`` is refused for them).
 """
 
 from __future__ import annotations
@@ -14,9 +14,13 @@ from typing import Optional
 
 import torch
 
-from ..ops.filtered_lrelu import FACTORS, validate
-from ..ops.filtered_lrelu import filtered_lrelu as _filtered_lrelu
+from .. import ops
+from ..config import normalize_impl
+from ..errors import BackendUnavailableError
+from ..params import cast_to
+from ..params import filtered_lrelu as _params
 from ..reference import filtered_lrelu as _reference
+from .auto import auto_impl
 
 __all__ = ["filtered_lrelu"]
 
@@ -30,8 +34,14 @@ def filtered_lrelu(x: torch.Tensor, fu: Optional[torch.Tensor] = None, fd: Optio
 
     impl: 'cuda' or None (automatic), 'ref', or a gan_fast backend name ('triton').
     """
-    impl = None if impl == "cuda" else impl
-    if isinstance(up, int) and isinstance(down, int) and (up not in FACTORS or down not in FACTORS):
-        args = validate(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, any_factor=True)
-        return _reference.filtered_lrelu(x, *args)
-    return _filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, impl=impl)
+    impl = auto_impl(impl)
+    if isinstance(up, int) and isinstance(down, int) and (up not in _params.FACTORS or down not in _params.FACTORS):
+        p = _params.validate(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, any_factor=True)
+        if normalize_impl(impl) not in (None, "ref"):
+            raise BackendUnavailableError(f"filtered_lrelu: impl={impl!r} cannot run up={up}, down={down}: its "
+                                          f"kernels take factors {_params.FACTORS}; impl='ref' runs it "
+                                          "(and impl='cuda' or None chooses ref for such calls)")
+        fu, fd, b = cast_to(x, fu, fd, b)
+        return _reference.filtered_lrelu(x, fu, fd, b, p.up, p.down, p.padding, p.gain, p.slope, p.clamp,
+                                         p.flip_filter)
+    return ops.filtered_lrelu(x, fu, fd, b, up, down, padding, gain, slope, clamp, flip_filter, impl=impl)

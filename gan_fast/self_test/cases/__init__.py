@@ -8,11 +8,12 @@ compute float32 products in TF32, ``TF32 = True``.
 """
 
 from ..judge import Entry
-from . import bias_act, upfirdn2d
+from . import bias_act, filtered_lrelu, upfirdn2d
 
 __all__ = ["REGISTRY"]
 
 REGISTRY = {
     "bias_act": Entry(bias_act.CASES, bias_act.BACKENDS),
     "upfirdn2d": Entry(upfirdn2d.CASES, upfirdn2d.BACKENDS),
+    "filtered_lrelu": Entry(filtered_lrelu.CASES, filtered_lrelu.BACKENDS),
 }
