@@ -10,7 +10,13 @@ neither triton nor ``torch._dynamo`` nor any kernel, and loads no compiled exten
 the first call that needs it. The design: docs/DESIGN.md.
 """
 
-from . import backend, config, filter_design, losses, nn, ops, regularizers, unrolled
-from .version import __version__
+import torch as _torch
+
+from .version import __version__, torch_problem as _torch_problem
+
+if _torch_problem(_torch.__version__):
+    raise ImportError(_torch_problem(_torch.__version__))
+
+from . import backend, config, filter_design, losses, nn, ops, regularizers, unrolled  # noqa: E402
 
 __all__ = ["__version__", "backend", "config", "filter_design", "losses", "nn", "ops", "regularizers", "unrolled"]

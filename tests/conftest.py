@@ -12,14 +12,29 @@ backend must be there (CI builds the extension: ``.ci/run`` sets
 ``GAN_FAST_REQUIRE_BACKENDS=cpp,triton``), its absence fails the test instead.
 """
 
+import importlib.metadata
 import os
 
 HAS_NVIDIA_DEVICE = os.path.exists("/dev/nvidiactl")
 if not HAS_NVIDIA_DEVICE:
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+    os.environ.setdefault("TRITON_INTERPRET", "1")  # before triton is imported
 os.environ.pop("GAN_FAST_IMPL", None)  # tests choose backends explicitly (gan_fast.config reads it at import)
 
 import pytest  # noqa: E402
+
+from gan_fast.version import interpreter_problem  # noqa: E402
+
+
+def _interpreter_problem():
+    try:
+        return interpreter_problem(importlib.metadata.version("triton"), importlib.metadata.version("numpy"))
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+if not HAS_NVIDIA_DEVICE and _interpreter_problem():  # one line instead of hundreds of interpreter failures
+    pytest.exit(_interpreter_problem(), returncode=3)
+
 import torch  # noqa: E402
 
 from gan_fast import backend, config  # noqa: E402
