@@ -4,20 +4,20 @@ On CPU the Triton backend runs under TRITON_INTERPRET=1 (conftest) at small odd
 shapes; the gpu-marked tests repeat them at R1 sizes on CUDA.
 """
 
-import importlib
-
 import pytest
 import torch
 from torch.library import opcheck
 
 from conftest import fast_backends
-from gan_fast.fused import gradient_norm_penalty as fused
+from gan_fast import backend, config
+from gan_fast.backends import gradient_norm_penalty as backends
 from gan_fast.kernels import gradient_norm_penalty as K
 from gan_fast.ops.gradient_norm_penalty import gradient_norm_penalty
+from gan_fast.params.gradient_norm_penalty import GradientNormPenaltyParams
+from grad_structure import assert_same_structure, structure
 from parity import assert_anchored
 
-ops_mod = importlib.import_module("gan_fast.ops.gradient_norm_penalty")  # gan_fast.ops re-exports the function
-BACKENDS = fast_backends(ops_mod.FAST_BACKENDS)
+BACKENDS = fast_backends(backends.SPEC)
 CONFIGS = [(0.0, False), (0.0, True), (1.0, False), (0.7, True), (50.0, True)]  # (center, one_sided)
 REDUCTIONS = ["mean", "sum", "none"]
 F32 = dict(rtol=2e-5, atol=1e-5)
@@ -114,12 +114,12 @@ def test_r1_composition(device):
 def test_opcheck_and_torch_func(device):
     g = _grads((3, 4, 5), device)
     for args in [(g, 1.0, True, "none"), (g, 0.0, False, "mean")]:
-        opcheck(fused._penalty_op, args)
+        opcheck(backends._penalty_op, args)
     sq = g.square().sum((1, 2))
-    opcheck(fused._penalty_backward_op, (g, sq, _grads((3,), device), 1.0, True, "none"))
-    opcheck(fused._penalty_backward_op, (g, sq, _grads((), device), 0.0, False, "sum"))
+    opcheck(backends._penalty_backward_op, (g, sq, _grads((3,), device), 1.0, True, "none"))
+    opcheck(backends._penalty_backward_op, (g, sq, _grads((), device), 0.0, False, "sum"))
     want = torch.func.grad(lambda t: gradient_norm_penalty(t, 1.0, False, "mean", impl="ref"))(g)
-    got = torch.func.grad(lambda t: fused.gradient_norm_penalty(t, 1.0, False, "mean", "triton"))(g)
+    got = torch.func.grad(lambda t: backends.run("triton", GradientNormPenaltyParams(1.0, False, "mean"), t))(g)
     torch.testing.assert_close(got, want, **F32)
 
 
@@ -163,7 +163,8 @@ def test_gpu_full_size(center, one_sided, dtype):
 def test_compile_traces_forward_fullgraph(device):
     """The fused op is an opaque custom_op inside an autograd.Function: fullgraph compile, forward + backward."""
     g = _grads((4, 3, 5), device).requires_grad_(True)
-    fn = torch.compile(lambda t: fused.gradient_norm_penalty(t, 1.0, False, "mean", "triton"), fullgraph=True)
+    params = GradientNormPenaltyParams(1.0, False, "mean")
+    fn = torch.compile(lambda t: backends.run("triton", params, t), fullgraph=True)
     p = fn(g)
     (dg,) = torch.autograd.grad(p, g)
     gr = g.detach().clone().requires_grad_(True)
@@ -185,3 +186,53 @@ def test_all_zero_sample_matches_reference(impl, center, one_sided, device):
         assert torch.isfinite(a).all(), what
         torch.testing.assert_close(a, b, **F32, msg=lambda m: f"{what}: {m}")
     assert (got[1][2] == 0).all()
+
+
+# ------------------------------------------------------------------------ structure: choice, empty inputs, issue 24
+
+
+def test_automatic_choice_and_empty_inputs(monkeypatch, device):
+    """The choice comes first (an explicit impl the op lacks is refused), then empty grads run ref; on CPU the
+    automatic choice is ref, and a forced backend applies."""
+    launched = []
+    real = backends.run
+    monkeypatch.setattr(backends, "run", lambda impl, *a: launched.append(impl) or real(impl, *a))
+    with pytest.raises(ValueError, match="gradient_norm_penalty: no 'cpp' backend"):
+        gradient_norm_penalty(_grads((0, 3), device), reduction="sum", impl="cpp")
+    for impl in ["ref"] + BACKENDS:
+        gradient_norm_penalty(_grads((0, 3), device), reduction="sum", impl=impl)
+        gradient_norm_penalty(_grads((2, 0), device), reduction="none", impl=impl)
+    assert launched == ["ref"] * 2 * (1 + len(BACKENDS))
+    launched.clear()
+    assert backend.choose(backends.SPEC, None, torch.device("cpu"), torch.float32) == "ref"
+    gradient_norm_penalty(_grads((2, 3), "cpu"))
+    assert launched == ["ref"]
+    for impl in BACKENDS:
+        launched.clear()
+        with config.use_backend(gradient_norm_penalty=impl):
+            gradient_norm_penalty(_grads((2, 3), device))
+        assert launched == [impl]
+
+
+def _structure_cases(device):
+    g = _grads((4, 3, 5), device)
+    z = g.clone()
+    z[1] = 0
+    small = g * 1e-3
+    return {
+        "zero-centred-mean": (dict(center=0.0, one_sided=False, reduction="mean"), g),
+        "centred-none-zero-sample": (dict(center=1.0, one_sided=False, reduction="none"), z),
+        "one-sided-all-below": (dict(center=10.0, one_sided=True, reduction="sum"), small),
+        "one-sided-zero-centred": (dict(center=0.0, one_sided=True, reduction="mean"), z),
+    }
+
+
+@pytest.mark.parametrize("name", list(_structure_cases("cpu")))
+def test_gradient_structure_matches_ref(name, device):
+    """Issue 24: first and second order (create_graph), w.r.t. grads and the cotangent, a gradient is None on the
+    fast backend exactly where it is None on ref, and zeros where ref's is zeros."""
+    kw, g = _structure_cases(device)[name]
+    want = structure(lambda t: gradient_norm_penalty(t, impl="ref", **kw), [g.requires_grad_()])
+    for impl in BACKENDS:
+        got = structure(lambda t: gradient_norm_penalty(t, impl=impl, **kw), [g])
+        assert_same_structure(got, want, f"{name} on {impl}")

@@ -5,21 +5,19 @@ On CPU the Triton backend runs under TRITON_INTERPRET=1 (conftest) at small shap
 the comparison at the paper's size on CUDA.
 """
 
-import importlib
-
 import pytest
 import torch
 
 from conftest import fast_backends
-from gan_fast import self_test
-from gan_fast.fused import minibatch_discrimination as fused
+from gan_fast import config, self_test
+from gan_fast.backends import minibatch_discrimination as backends
 from gan_fast.kernels import minibatch_discrimination as K
 from gan_fast.nn.minibatch_discrimination import MinibatchDiscrimination
 from gan_fast.ops.minibatch_discrimination import minibatch_discrimination
+from grad_structure import assert_same_structure, structure
 from parity import assert_close_scaled
 
-ops_mod = importlib.import_module("gan_fast.ops.minibatch_discrimination")
-BACKENDS = fast_backends(ops_mod.FAST_BACKENDS)
+BACKENDS = fast_backends(backends.SPEC)
 
 
 def _m(shape, device, dtype=torch.float32, seed=0, scale=0.4):
@@ -173,15 +171,26 @@ def test_custom_ops_opcheck(device):
     g = _m((5, 2), device, seed=1)
     v = _m((5, 2, 3), device, seed=2)
     utils = ("test_schema", "test_faketensor")
-    torch.library.opcheck(fused._forward_op, (m,), test_utils=utils)
-    torch.library.opcheck(fused._backward_op, (m, g), test_utils=utils)
-    torch.library.opcheck(fused._double_backward_op, (m, g, v), test_utils=utils)
+    torch.library.opcheck(backends._forward_op, (m,), test_utils=utils)
+    torch.library.opcheck(backends._backward_op, (m, g), test_utils=utils)
+    torch.library.opcheck(backends._double_backward_op, (m, g, v), test_utils=utils)
 
 
-def test_automatic_choice_on_cpu_is_ref():
+def test_automatic_choice_on_cpu_is_ref(monkeypatch):
     m = torch.randn(4, 2, 3).requires_grad_()
     out = minibatch_discrimination(m)
     assert out.grad_fn is not None and "MBD" not in type(out.grad_fn).__name__
+    launched = []
+    real = backends.run
+    monkeypatch.setattr(backends, "run", lambda impl, *a: launched.append(impl) or real(impl, *a))
+    for impl in BACKENDS:  # a forced backend applies; an empty m still runs ref
+        with config.use_backend(minibatch_discrimination=impl):
+            minibatch_discrimination(m)
+            minibatch_discrimination(m[:0])
+        assert launched == [impl, "ref"]
+        launched.clear()
+    with pytest.raises(ValueError, match="minibatch_discrimination: no 'cpp' backend"):
+        minibatch_discrimination(m[:0], impl="cpp")  # the choice comes first
 
 
 @pytest.mark.parametrize("impl", BACKENDS)
@@ -195,6 +204,26 @@ def test_kernel_launcher_errors():
         K.mbd_forward(torch.zeros(3, 2))
     with pytest.raises(ValueError, match=r"g must be \[3, 2\]"):
         K.mbd_backward(torch.zeros(3, 2, 4), torch.zeros(2, 3))
+
+
+def _structure_cases(device):
+    base = _m((3, 2, 4), device)
+    return {
+        "general": _m((5, 2, 3), device),
+        "one-sample": _m((1, 3, 2), device),  # o = 0: ref's gradients are zeros
+        "identical-rows": torch.cat([base, base[:1], base[:1]]),
+    }
+
+
+@pytest.mark.parametrize("name", list(_structure_cases("cpu")))
+def test_gradient_structure_matches_ref(name, device):
+    """Issue 24: first and second order (create_graph), w.r.t. m and the cotangent, a gradient is None on the
+    fast backend exactly where it is None on ref, and zeros where ref's is zeros."""
+    m = _structure_cases(device)[name].requires_grad_()
+    want = structure(lambda t: minibatch_discrimination(t, impl="ref"), [m])
+    for impl in BACKENDS:
+        assert_same_structure(structure(lambda t: minibatch_discrimination(t, impl=impl), [m]), want,
+                              f"{name} on {impl}")
 
 
 @pytest.mark.gpu

@@ -1,4 +1,4 @@
-"""Autograd glue and torch.library registration for the fused gradient-norm penalty (Triton backend).
+"""The ``gradient_norm_penalty`` backends: ``ref`` and ``triton`` (``gan_fast.kernels.gradient_norm_penalty``).
 
 Structure (the pattern DESIGN.md checked): the kernel launches are opaque
 ``torch.library.custom_op``s with ``register_fake`` (so ``torch.compile`` traces
@@ -24,19 +24,23 @@ works), each saving only its inputs and outputs:
 
 R1/R2 (``loss.backward()`` after ``autograd.grad(create_graph=True)``) reach only
 ``_Penalty.backward``, i.e. the single backward kernel.
-"""
 
-from __future__ import annotations
+The kernels accumulate in float32 at least (float64 for float64) and take every floating dtype; empty inputs
+never reach them (``gan_fast.ops.gradient_norm_penalty`` runs ``ref`` for those).
+"""
 
 from typing import Tuple
 
 import torch
 
-from ..kernels import gradient_norm_penalty as K
+from ..params.gradient_norm_penalty import GradientNormPenaltyParams
+from ..reference import gradient_norm_penalty as reference
+from .common import OpSpec, cache_signatures
 
-__all__ = ["gradient_norm_penalty"]
+__all__ = ["SPEC", "SPECS", "run"]
 
-_RED = ("mean", "sum", "none")
+SPEC = OpSpec("gradient_norm_penalty", "gradient_norm_penalty", fast={"cuda": ("triton",)})
+SPECS = (SPEC,)
 
 
 def _acc(dtype: torch.dtype) -> torch.dtype:
@@ -45,6 +49,8 @@ def _acc(dtype: torch.dtype) -> torch.dtype:
 
 @torch.library.custom_op("gan_fast::triton_gradient_norm_penalty", mutates_args=())
 def _penalty_op(grads: torch.Tensor, center: float, one_sided: bool, reduction: str) -> Tuple[torch.Tensor, torch.Tensor]:
+    from ..kernels import gradient_norm_penalty as K  # noqa: PLC0415 - triton loads on the first launch
+
     return K.gnp_forward(grads, center, one_sided, reduction)
 
 
@@ -59,6 +65,8 @@ def _(grads, center, one_sided, reduction):
 @torch.library.custom_op("gan_fast::triton_gradient_norm_penalty_backward", mutates_args=())
 def _penalty_backward_op(grads: torch.Tensor, sq: torch.Tensor, grad_out: torch.Tensor, center: float,
                          one_sided: bool, reduction: str) -> torch.Tensor:
+    from ..kernels import gradient_norm_penalty as K  # noqa: PLC0415
+
     return K.gnp_backward(grads, sq, grad_out, center, one_sided, reduction)
 
 
@@ -81,19 +89,19 @@ def _bcast(per_sample: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 class _PenaltyBackward(torch.autograd.Function):
     @staticmethod
-    def forward(grads, sq, grad_out, center, one_sided, reduction):
-        return _penalty_backward_op(grads, sq, grad_out, center, one_sided, reduction)
+    def forward(grads, sq, grad_out, p: GradientNormPenaltyParams):
+        return _penalty_backward_op(grads, sq, grad_out, p.center, p.one_sided, p.reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        grads, sq, grad_out, center, one_sided, reduction = inputs
+        grads, sq, grad_out, p = inputs
         ctx.save_for_backward(grads, sq, grad_out)
-        ctx.center, ctx.one_sided, ctx.reduction = center, one_sided, reduction
+        ctx.p = p
 
     @staticmethod
     def backward(ctx, v):
         grads, sq, grad_out = ctx.saved_tensors
-        c, one_sided, reduction = ctx.center, ctx.one_sided, ctx.reduction
+        c, one_sided, reduction = ctx.p
         n_samples = grads.shape[0]
         acc = _acc(grads.dtype)
         g, vv = grads.to(acc), v.to(acc)
@@ -128,33 +136,38 @@ class _PenaltyBackward(torch.autograd.Function):
             else:
                 d_go = q.sum() / n_samples if reduction == "mean" else q.sum()
             d_go = d_go.to(grad_out.dtype)
-        return d_grads, None, d_go, None, None, None
+        return d_grads, None, d_go, None
 
 
 class _Penalty(torch.autograd.Function):
     @staticmethod
-    def forward(grads, center, one_sided, reduction):
-        return _penalty_op(grads, center, one_sided, reduction)
+    def forward(grads, p: GradientNormPenaltyParams):
+        return _penalty_op(grads, p.center, p.one_sided, p.reduction)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        grads, center, one_sided, reduction = inputs
+        grads, p = inputs
         _, sq = output
         ctx.mark_non_differentiable(sq)
         ctx.save_for_backward(grads, sq)
-        ctx.center, ctx.one_sided, ctx.reduction = center, one_sided, reduction
+        ctx.p = p
 
     @staticmethod
     def backward(ctx, grad_out, _grad_sq):
         grads, sq = ctx.saved_tensors
-        d = _PenaltyBackward.apply(grads, sq, grad_out, ctx.center, ctx.one_sided, ctx.reduction)
-        return d, None, None, None
+        return _PenaltyBackward.apply(grads, sq, grad_out, ctx.p), None
 
 
-def gradient_norm_penalty(grads: torch.Tensor, center: float, one_sided: bool, reduction: str,
-                          impl: str) -> torch.Tensor:
-    """The fused penalty; arguments already validated by ``gan_fast.ops.gradient_norm_penalty``."""
+cache_signatures(_Penalty, _PenaltyBackward)
+
+
+def run(impl: str, p: GradientNormPenaltyParams, grads: torch.Tensor) -> torch.Tensor:
+    """``gradient_norm_penalty`` on backend ``impl`` ('ref' or 'triton'); ``p`` from
+    ``gan_fast.params.gradient_norm_penalty``. The triton backend takes a non-empty grads."""
+    if impl == "ref":
+        return reference.gradient_norm_penalty(grads, p.center, p.one_sided, p.reduction)
     if impl != "triton":
-        raise NotImplementedError(f"gradient_norm_penalty has no fused {impl!r} implementation")
-    out, _ = _Penalty.apply(grads, float(center), bool(one_sided), reduction)
-    return out
+        raise ValueError(f"gradient_norm_penalty: no {impl!r} backend")
+    if not (grads.requires_grad and torch.is_grad_enabled()):  # nothing to differentiate: no Function.apply
+        return _penalty_op(grads, p.center, p.one_sided, p.reduction)[0]
+    return _Penalty.apply(grads, p)[0]

@@ -1,4 +1,4 @@
-"""Autograd glue and torch.library registration for the fused minibatch-discrimination pairwise op (Triton).
+"""The ``minibatch_discrimination`` backends: ``ref`` and ``triton`` (``gan_fast.kernels.minibatch_discrimination``).
 
 Structure (the pattern DESIGN.md checked): the kernel launches are opaque
 ``torch.library.custom_op``s with ``register_fake`` (``torch.compile`` traces the
@@ -12,25 +12,34 @@ its inputs:
   d<v, dm>/dg, is one more kernel; under ``create_graph`` (a third order) it is
   served by ``ref``'s autograd instead, exact to every order.
 
-The formulas are in ``gan_fast/kernels/minibatch_discrimination.py``.
+The formulas are in ``gan_fast/kernels/minibatch_discrimination.py``. The kernels take every floating dtype
+(arithmetic in float32 for float16/bfloat16, float64 kept) and any strides; empty inputs never reach them
+(``gan_fast.ops.minibatch_discrimination`` runs ``ref`` for those).
 """
-
-from __future__ import annotations
 
 from typing import Tuple
 
 import torch
 
-from ..kernels import minibatch_discrimination as K
+from ..params.minibatch_discrimination import MinibatchDiscriminationParams
 from ..reference import minibatch_discrimination as reference
-from . import cache_signatures
+from .common import OpSpec, cache_signatures
 
-__all__ = ["minibatch_discrimination"]
+__all__ = ["SPEC", "SPECS", "run"]
+
+SPEC = OpSpec("minibatch_discrimination", "minibatch_discrimination", fast={"cuda": ("triton",)})
+SPECS = (SPEC,)
+
+
+def _kernels():
+    from ..kernels import minibatch_discrimination as K  # noqa: PLC0415 - triton loads on the first launch
+
+    return K
 
 
 @torch.library.custom_op("gan_fast::triton_minibatch_discrimination", mutates_args=())
 def _forward_op(m: torch.Tensor) -> torch.Tensor:
-    return K.mbd_forward(m)
+    return _kernels().mbd_forward(m)
 
 
 @_forward_op.register_fake
@@ -40,7 +49,7 @@ def _(m):
 
 @torch.library.custom_op("gan_fast::triton_minibatch_discrimination_backward", mutates_args=())
 def _backward_op(m: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    return K.mbd_backward(m, g)[0]
+    return _kernels().mbd_backward(m, g)[0]
 
 
 @_backward_op.register_fake
@@ -50,7 +59,7 @@ def _(m, g):
 
 @torch.library.custom_op("gan_fast::triton_minibatch_discrimination_double_backward", mutates_args=())
 def _double_backward_op(m: torch.Tensor, g: torch.Tensor, v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-    dm, dg = K.mbd_backward(m, g, v)
+    dm, dg = _kernels().mbd_backward(m, g, v)
     return dm, dg
 
 
@@ -112,8 +121,13 @@ class _MBD(torch.autograd.Function):
 cache_signatures(_MBD, _MBDBackward)
 
 
-def minibatch_discrimination(m: torch.Tensor, impl: str) -> torch.Tensor:
-    """The fused op; arguments already validated by ``gan_fast.ops.minibatch_discrimination``."""
+def run(impl: str, p: MinibatchDiscriminationParams, m: torch.Tensor) -> torch.Tensor:
+    """``minibatch_discrimination`` on backend ``impl`` ('ref' or 'triton'); ``p`` from
+    ``gan_fast.params.minibatch_discrimination``. The triton backend takes a non-empty m."""
+    if impl == "ref":
+        return reference.minibatch_discrimination(m)
     if impl != "triton":
-        raise NotImplementedError(f"minibatch_discrimination has no fused {impl!r} implementation")
+        raise ValueError(f"minibatch_discrimination: no {impl!r} backend")
+    if not (m.requires_grad and torch.is_grad_enabled()):  # nothing to differentiate: no Function.apply
+        return _forward_op(m)
     return _MBD.apply(m)

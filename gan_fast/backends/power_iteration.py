@@ -1,33 +1,38 @@
-"""Autograd glue and torch.library registration for the fused spectral-norm power iteration (Triton backend).
+"""The ``power_iteration`` backends: ``ref`` and ``triton`` (``gan_fast.kernels.spectral_norm``).
 
-``power_iteration(weight_mat, u, v, n, eps)`` -> (sigma, u, v) runs n power
-iterations and sigma = u^T W v in one launch per iteration (one for n <= 1),
-see ``kernels/spectral_norm.py``. sigma is differentiable w.r.t. weight_mat
-with u and v held constant, exactly as the reference:
-d sigma / dW = outer(g u, v) (its own derivative w.r.t. g is plain autograd on
-those ops, so any order is exact).
+``triton`` runs n power iterations and sigma = u^T W v in one launch per iteration (one for n <= 1), as the
+``torch.library.custom_op`` ``gan_fast::triton_power_iteration`` (with a ``register_fake``). sigma is
+differentiable w.r.t. weight_mat with u and v held constant, exactly as the reference: d sigma / dW =
+outer(g u, v), written in plain torch ops, so every order is exact (and, as in ``ref``, the gradient does not
+depend on W: its own derivative w.r.t. W is absent, not zero).
+
+u and v enter as constants (detached: as in ``ref``, which detaches them, no gradient reaches them and sigma
+requires grad only when weight_mat does). The kernels are real: complex matrices are refused (``SPEC.cannot``)
+and run ``ref`` when the choice is automatic. float64 stays float64.
 """
-
-from __future__ import annotations
 
 from typing import Tuple
 
 import torch
 
-from ..kernels import spectral_norm as K
+from ..params.power_iteration import PowerIterationParams
+from ..reference import power_iteration as reference
+from .common import OpSpec, cache_signatures
 
-__all__ = ["power_iteration"]
+__all__ = ["SPEC", "SPECS", "run", "REAL_ONLY"]
 
-
-def _vec(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    return t.detach().to(dtype).contiguous()
+REAL_ONLY = {"complex": "its kernels are real"}
+SPEC = OpSpec("power_iteration", "power_iteration", fast={"cuda": ("triton",)}, cannot={"triton": REAL_ONLY})
+SPECS = (SPEC,)
 
 
 @torch.library.custom_op("gan_fast::triton_power_iteration", mutates_args=())
 def _power_iteration_op(weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, n_iterations: int,
                         eps: float) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    from ..kernels import spectral_norm as K  # noqa: PLC0415 - triton loads on the first launch
+
     dtype = weight_mat.dtype
-    layer = K.SNLayer(mat=weight_mat, u=_vec(u, dtype), v=_vec(v, dtype))
+    layer = K.SNLayer(mat=weight_mat, u=u.to(dtype).contiguous(), v=v.to(dtype).contiguous())
     plan, _ = K.power_launch([layer], n_iterations, eps)
     sigma, u_new, v_new = plan.sigma[0], plan.u[0], plan.v[0]
     if sigma.dtype != dtype:
@@ -42,9 +47,11 @@ def _(weight_mat, u, v, n_iterations, eps):
 
 
 class _PowerIteration(torch.autograd.Function):
+    """(weight_mat, u, v) -> (sigma, u, v); u and v arrive detached, the new ones are non-differentiable."""
+
     @staticmethod
-    def forward(weight_mat, u, v, n_iterations, eps):
-        return _power_iteration_op(weight_mat, u, v, n_iterations, eps)
+    def forward(weight_mat, u, v, p: PowerIterationParams):
+        return _power_iteration_op(weight_mat, u, v, p.n_iterations, p.eps)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
@@ -56,12 +63,21 @@ class _PowerIteration(torch.autograd.Function):
     def backward(ctx, g_sigma, _gu, _gv):
         u, v = ctx.saved_tensors
         # As autograd differentiates the reference vdot(u, mv(W, v)): outer(g * u, v).
-        return torch.outer(g_sigma * u, v), None, None, None, None
+        return torch.outer(g_sigma * u, v), None, None, None
 
 
-def power_iteration(weight_mat: torch.Tensor, u: torch.Tensor, v: torch.Tensor, n_iterations: int, eps: float,
-                    impl: str) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Arguments already validated by ``gan_fast.ops.power_iteration``."""
+cache_signatures(_PowerIteration)
+
+
+def run(impl: str, p: PowerIterationParams, weight_mat: torch.Tensor, u: torch.Tensor,
+        v: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``power_iteration`` on backend ``impl`` ('ref' or 'triton'); ``p`` from ``gan_fast.params.power_iteration``,
+    u and v already in weight_mat's dtype; the triton backend takes a real, non-empty weight_mat."""
+    if impl == "ref":
+        return reference.power_iteration(weight_mat, u, v, p.n_iterations, p.eps)
     if impl != "triton":
-        raise NotImplementedError(f"power_iteration has no fused {impl!r} implementation")
-    return _PowerIteration.apply(weight_mat, u, v, int(n_iterations), float(eps))
+        raise ValueError(f"power_iteration: no {impl!r} backend")
+    u, v = u.detach(), v.detach()  # constants, as in ref
+    if not (weight_mat.requires_grad and torch.is_grad_enabled()):
+        return _power_iteration_op(weight_mat, u, v, p.n_iterations, p.eps)  # nothing to differentiate
+    return _PowerIteration.apply(weight_mat, u, v, p)

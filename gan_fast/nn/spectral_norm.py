@@ -14,14 +14,13 @@ into the other with identical outputs and gradients. Remove it with
 ``torch.nn.utils.parametrize.remove_parametrizations``.
 
 :func:`spectral_norm_step` serves every layer of a model from one batched launch
-per power iteration (``gan_fast.fused.spectral_norm_multi`` computes it from the
+per power iteration (:func:`gan_fast.ops.spectral_normalize_many` computes it from the
 tensors; which layers it serves, and how they pick the result up, is decided here).
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 from typing import Callable, Dict, Iterable, Iterator, List, Optional, Tuple, Type
 
 import torch
@@ -29,7 +28,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .. import backend, checks, ops
+from .. import checks, ops
+from ..config import normalize_impl
+from ..ops.spectral_normalize import spectral_normalize_many, spectral_normalize_many_backend
 from ..reference.spectral_normalize import weight_to_matrix
 
 __all__ = ["SpectralNorm", "spectral_norm", "apply_spectral_norm", "spectral_norm_step", "DEFAULT_SN_TYPES",
@@ -203,12 +204,13 @@ def find_spectral_norm_layers(model: nn.Module) -> List[Tuple[nn.Module, str, Sp
 
 
 def spectral_normalize_all(model: nn.Module, impl: Optional[str] = None) -> List[Tuple[SpectralNorm, torch.Tensor]]:
-    """Runs every gan_fast spectral-norm parametrization of ``model`` that a fused backend can serve, in batched
-    launches (one group per device, dtype, iteration count and eps).
+    """Runs every gan_fast spectral-norm parametrization of ``model`` that a fast backend can serve, in batched
+    launches (one :func:`gan_fast.ops.spectral_normalize_many` call per device, dtype, iteration count and eps).
 
     Returns [(SpectralNorm instance, W / sigma)] for the layers served; u/v buffers of layers in training
-    mode are updated in place, exactly as their own forward would. Layers on devices without the fused
-    backend are left out (they compute themselves).
+    mode are updated in place, exactly as their own forward would. Layers where the batched op would run
+    ``ref`` (CPU tensors, no triton, a self-test that failed) are left out: they compute themselves. An explicit
+    ``impl`` that cannot run a group raises as the op does.
     """
     groups: Dict[tuple, list] = {}
     for mod, name, sn in find_spectral_norm_layers(model):
@@ -216,14 +218,12 @@ def spectral_normalize_all(model: nn.Module, impl: Optional[str] = None) -> List
         n = sn.n_power_iterations if sn.training else 0
         groups.setdefault((w.device, w.dtype, n, float(sn.eps)), []).append((sn, w))
     result: List[Tuple[SpectralNorm, torch.Tensor]] = []
-    ops_mod = importlib.import_module("gan_fast.ops.spectral_normalize")  # gan_fast.ops re-exports the function
     for (device, dtype, n, eps), items in groups.items():
-        if backend.resolve("spectral_normalize", impl, device, ops_mod.FAST_BACKENDS, dtype) != "triton":
+        chosen = spectral_normalize_many_backend(device, dtype, impl)
+        if chosen == "ref":
             continue
-        from ..fused.spectral_norm_multi import spectral_normalize_many  # noqa: PLC0415 - needs triton
-
         ys = spectral_normalize_many([w for _, w in items], [sn._u for sn, _ in items], [sn._v for sn, _ in items],
-                                     [sn.dim for sn, _ in items], n, eps, update=n > 0)
+                                     [sn.dim for sn, _ in items], n, eps, update=n > 0, impl=chosen)
         result.extend((sn, y) for (sn, _), y in zip(items, ys))
     return result
 
@@ -236,12 +236,13 @@ def spectral_norm_step(model: nn.Module, impl: Optional[str] = None) -> Iterator
     :class:`SpectralNorm` parametrization returns the weight computed by the
     batched launch (one launch per power iteration for all layers, e.g. the ~30
     of a BigGAN D), with the same u/v updates and results as the per-layer path.
-    Where no fused backend can run (CPU tensors, no triton), the block changes
-    nothing and each layer computes itself.
+    Where the automatic choice finds no fast backend (CPU tensors, no triton), the
+    block changes nothing and each layer computes itself; an explicit ``impl``
+    that cannot run is refused (``BackendUnavailableError``), as the ops do.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
-    if backend.normalize_impl(impl) == "ref" or not backend.triton_status()[0]:
+    if normalize_impl(impl) == "ref":
         yield
         return
     served = spectral_normalize_all(model, impl)

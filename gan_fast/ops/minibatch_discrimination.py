@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence
+from typing import Optional
 
 import torch
 
-from .. import backend, checks, self_test
-from ..reference import minibatch_discrimination as reference
+from .. import backend
+from ..backends import minibatch_discrimination as backends
+from ..params import minibatch_discrimination as params
 
-FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
+__all__ = ["minibatch_discrimination"]
 
 
 def minibatch_discrimination(m: torch.Tensor, impl: Optional[str] = None) -> torch.Tensor:
@@ -24,34 +25,15 @@ def minibatch_discrimination(m: torch.Tensor, impl: Optional[str] = None) -> tor
 
     Args:
         m: [N, B, C], floating: N samples, B kernels, C kernel dimensions (the
-            ``x @ T`` of :class:`gan_fast.nn.MinibatchDiscrimination`). Any strides.
+            ``x @ T`` of :class:`gan_fast.nn.MinibatchDiscrimination`). Any strides. An empty m gets the
+            reference's result whatever ``impl``.
         impl: None (automatic), 'ref' or 'triton'.
 
     Returns:
         o: [N, B] in ``m``'s dtype (arithmetic in float32 for float16/bfloat16).
     """
-    checks.tensor("m", m, ndim=3, shape_hint="[N, B, C]")
-    impl = backend.resolve("minibatch_discrimination", impl, m.device, FAST_BACKENDS, m.dtype)
-    if impl == "ref" or m.numel() == 0:  # empty inputs never reach a kernel
-        return reference.minibatch_discrimination(m)
-    from ..fused import minibatch_discrimination as fused  # noqa: PLC0415 - fast paths load lazily
-
-    return fused.minibatch_discrimination(m, impl)
-
-
-def _self_test_cases():
-    """40 samples (two row programs and three column tiles at the GPU's 32 x 16 blocks, three at the
-    interpreter's 16), 10 channels (two channel chunks of 8), 3 kernels; a sliced input, and five rows
-    duplicated exactly (the zero subgradient of |0|)."""
-    def case(device, gen):
-        m = (0.3 * torch.randn(35, 3, 11, generator=gen, device=device)).requires_grad_()
-
-        def run(impl, t):
-            m = t[0][:, :, 1:]
-            m = torch.cat([m[:5], m])  # rows 0-4 equal rows 5-9
-            return (minibatch_discrimination(m, impl=impl),)
-        return run, [m]
-    return [case]
-
-
-self_test.register("minibatch_discrimination", _self_test_cases(), FAST_BACKENDS)
+    p = params.validate(m)
+    chosen = backend.choose(backends.SPEC, impl, m.device, m.dtype)
+    if m.numel() == 0:
+        chosen = "ref"  # empty inputs never reach a kernel
+    return backends.run(chosen, p, m)

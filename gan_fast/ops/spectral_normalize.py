@@ -1,17 +1,21 @@
-"""Public ``spectral_normalize``: power iteration and the division W / sigma as one op."""
+"""Public ``spectral_normalize`` (power iteration and the division W / sigma as one op) and its batched form
+``spectral_normalize_many``: validate, choose a backend, run it."""
 
 from __future__ import annotations
 
-import math
-from typing import Dict, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 
-from .. import backend, checks, self_test
-from ..reference import spectral_normalize as reference
-from ._dispatch import cast_to, exact_impl
+from .. import backend
+from ..backends import spectral_norm_multi as many_backends
+from ..backends import spectral_normalize as backends
+from ..params import cast_to
+from ..params import spectral_normalize as params
 
-FAST_BACKENDS: Dict[str, Sequence[str]] = {"cuda": ("triton",)}
+__all__ = ["spectral_normalize", "spectral_normalize_many", "spectral_normalize_many_backend"]
+
+_COMPLEX = ("complex",)
 
 
 def spectral_normalize(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, dim: int = 0,
@@ -25,64 +29,60 @@ def spectral_normalize(weight: torch.Tensor, u: torch.Tensor, v: torch.Tensor, d
     PyTorch does. This is what ``gan_fast.nn.spectral_norm`` runs every forward.
 
     Args:
-        weight: [d0, ...] with at least one dimension; floating or complex (complex runs ``ref``).
+        weight: [d0, ...] with at least one dimension; floating or complex.
         u: [weight.shape[dim]]; v: [product of the other dims] (unused for 1-D weights); both
             cast to weight's dtype. An empty weight (some dim 0) is valid: sigma is 0.
         dim: the output dimension (0 for Linear/Conv, 1 for ConvTranspose).
         n_iterations: >= 0; eps: > 0.
+        impl: None (automatic), 'ref' or 'triton'. The Triton kernels are real: a complex weight runs ``ref``
+            when automatic, and ``impl='triton'`` refuses it (``UnsupportedDtypeError``, a ``TypeError``). A 1-D
+            weight (no power iteration) and an empty one get the reference's result whatever ``impl``.
 
     Returns:
         (weight / sigma of weight's shape, differentiable w.r.t. weight; u; v).
     """
-    checks.tensor("weight", weight, complex_ok=True)
-    if weight.ndim == 0:
-        raise ValueError("weight must have at least one dimension, got a 0-d tensor")
-    if isinstance(dim, bool) or not isinstance(dim, int) or not -weight.ndim <= dim < weight.ndim:
-        raise ValueError(f"dim must be an int in [{-weight.ndim}, {weight.ndim - 1}], got {dim!r}")
-    dim = dim % weight.ndim
-    h = weight.shape[dim]
-    w = math.prod(weight.shape[:dim] + weight.shape[dim + 1:])  # not numel // h: h may be 0
-    checks.tensor("u", u, ndim=1, shape_hint=f"[{h}]", complex_ok=True)
-    checks.tensor("v", v, ndim=1, shape_hint=f"[{w}]", complex_ok=True)
-    if weight.ndim > 1 and (u.shape[0] != h or v.shape[0] != w):
-        raise ValueError(f"u and v must have shapes [{h}] and [{w}] for weight {tuple(weight.shape)} and dim {dim}, "
-                         f"got {tuple(u.shape)} and {tuple(v.shape)}")
-    checks.same_device(weight=weight, u=u, v=v)
-    n_iterations = checks.positive_int("n_iterations", n_iterations, minimum=0)
-    eps = checks.positive_number("eps", eps)
+    p = params.validate(weight, u, v, dim, n_iterations, eps)
     u, v = cast_to(weight, u, v)  # the mixed-dtype rule
-    chosen = exact_impl("spectral_normalize", impl,
-                        backend.resolve("spectral_normalize", impl, weight.device, FAST_BACKENDS, weight.dtype),
-                        weight.dtype, real_only=("triton",), name="weight")
-    if chosen == "ref" or weight.ndim == 1 or weight.numel() == 0:  # an empty weight never reaches a kernel
-        return reference.spectral_normalize(weight, u, v, dim, n_iterations, eps)
-    from ..fused import spectral_normalize as fused  # noqa: PLC0415
-
-    return fused.spectral_normalize(weight, u, v, dim, n_iterations, eps, chosen)
+    chosen = backend.choose(backends.SPEC, impl, weight.device, weight.dtype,
+                            needs=_COMPLEX if weight.is_complex() else ())
+    if weight.ndim == 1 or weight.numel() == 0:
+        chosen = "ref"  # a plain L2 normalisation, or an empty weight: never a kernel
+    return backends.run(chosen, p, weight, u, v)
 
 
-def _self_test_cases():
-    """A conv weight over several tiles (on CUDA [37, 3, 10, 10]: a 37 x 300 matrix over 16 x 256 tiles; under the
-    interpreter's 4 x 32 tiles, [37, 3, 6, 6]), dim 1 (transposed conv), and on CUDA a layer past the fused size
-    (130 x 520 > 64K entries: the separate W / sigma launches)."""
-    from .power_iteration import _unit  # noqa: PLC0415
+def spectral_normalize_many(weights: Sequence[torch.Tensor], us: Sequence[torch.Tensor], vs: Sequence[torch.Tensor],
+                            dims: Sequence[int], n_iterations: int = 1, eps: float = 1e-12, update: bool = True,
+                            impl: Optional[str] = None) -> List[torch.Tensor]:
+    """``spectral_normalize`` of several weights in one call: [W_l / sigma_l] for every weight, differentiable
+    w.r.t. the weights (to any order). On the ``triton`` backend all of them run in one launch per power
+    iteration (plus one for the division of weights too large to fuse), and their backward in one or two: what
+    ``gan_fast.nn.spectral_norm_step`` runs for a whole discriminator.
 
-    def case(device, gen):
-        k = 10 if device.type == "cuda" else 6
-        w = torch.randn(37, 3, k, k, generator=gen, device=device).requires_grad_()
-        u, v = _unit(37, gen, device), _unit(3 * k * k, gen, device)
-        u1, v1 = _unit(3, gen, device), _unit(37 * k * k, gen, device)
-        big = [torch.randn(130, 520, generator=gen, device=device).requires_grad_(), _unit(130, gen, device),
-               _unit(520, gen, device)] if device.type == "cuda" else []
+    Args:
+        weights: real floating tensors of >= 2 dims with no empty dimension, on one device, of one dtype (what
+            the batched kernels take; anything else is a ``ValueError`` naming the weight, on every backend:
+            ``spectral_normalize`` takes those one by one).
+        us, vs: each weight's u [shape[dim]] and v [product of the other dims] (real floating, any dtype; read as
+            the weight's).
+        dims: each weight's output dimension (the matrix is [shape[dim], rest]).
+        n_iterations: power iterations (>= 0), the same for all; eps: the normalisation epsilon (> 0).
+        update: write the new u and v into ``us`` / ``vs`` in place (what a training-mode forward does).
+        impl: None (automatic: ``triton`` on CUDA once its self-test passed, else ``ref``), 'ref' or 'triton'.
+            A backend forced for ``spectral_normalize`` (``gan_fast.config.use_backend``) applies here too.
 
-        def run(impl, t):
-            w, u, v, u1, v1 = t[:5]
-            out = spectral_normalize(w, u, v, 0, 1, impl=impl) + spectral_normalize(w, u1, v1, 1, 2, impl=impl)
-            if big:
-                out += spectral_normalize(*t[5:], 0, 1, impl=impl)
-            return out
-        return run, [w, u, v, u1, v1] + big
-    return [case]
+    Per weight, the result and the u/v update are those of :func:`spectral_normalize`.
+    """
+    p = params.validate_many(weights, us, vs, dims, n_iterations, eps, update)
+    if not weights:
+        backend.normalize_impl(impl)  # a bad name fails whatever the list holds
+        return []
+    w0 = weights[0]
+    return many_backends.run(backend.choose(many_backends.SPEC, impl, w0.device, w0.dtype), p, weights, us, vs)
 
 
-self_test.register("spectral_normalize", _self_test_cases(), FAST_BACKENDS)
+def spectral_normalize_many_backend(device: torch.device, dtype: torch.dtype, impl: Optional[str] = None) -> str:
+    """The backend :func:`spectral_normalize_many` runs for weights on ``device`` of ``dtype`` ('ref' or
+    'triton'), raising as the op would for an explicit ``impl`` that cannot run there. ``gan_fast.nn``'s
+    :func:`~gan_fast.nn.spectral_norm_step` serves the layers of a model from the batched op only where this is
+    a fast backend (elsewhere each layer computes itself)."""
+    return backend.choose(many_backends.SPEC, impl, torch.device(device), dtype)

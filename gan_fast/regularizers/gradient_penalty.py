@@ -17,7 +17,7 @@ import torch
 from .. import checks
 from ..conv2d_gradfix import no_weight_gradients
 from ..ops import gradient_norm_penalty
-from ..ops.gradient_norm_penalty import REDUCTIONS, check_reduction
+from ..params.gradient_norm_penalty import REDUCTIONS, check_reduction
 
 __all__ = ["gradient_penalty", "r1_penalty", "r2_penalty", "wgan_gp"]
 
