@@ -1,9 +1,9 @@
 // Registration of the gan_fast operators with the PyTorch dispatcher.
 //
-// Every kernel is an opaque torch.ops.gan_fast.* op: autograd lives in Python
-// (gan_fast/backends/*.py, torch.autograd.Function whose backward calls further
-// ops), fake/meta implementations are registered there, once, when the library loads, with
-// torch.library.register_fake, so torch.compile traces through the ops.
+// Every kernel is an opaque torch.ops.gan_fast.* op: its schema, its fake and its
+// autograd live in Python (gan_fast/backends/*.py: torch.library.define + register_fake
+// at import, torch.autograd.Function whose backward calls further ops), so
+// torch.compile traces through the ops; this file registers the implementations.
 //
 // The library is loaded either as the Python module gan_fast._C (setup.py) or
 // with torch.ops.load_library after a JIT build (gan_fast/extension.py); the
@@ -50,25 +50,10 @@ std::string build_info() {
 }  // namespace
 }  // namespace gan_fast
 
-TORCH_LIBRARY(gan_fast, m) {
+// The ops' schemas (and fakes) are defined in Python when gan_fast is imported (gan_fast/backends/bias_act.py,
+// upfirdn2d.py); this library registers only their implementations, and build_info.
+TORCH_LIBRARY_FRAGMENT(gan_fast, m) {
   m.def("build_info() -> str", &gan_fast::build_info);
-  m.def(
-      "bias_act_fwd(Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, int inner) -> Tensor");
-  m.def(
-      "bias_act_grad(Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, "
-      "int inner) -> Tensor");
-  m.def(
-      "bias_act_grad2(Tensor ddx, Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, "
-      "int C, int inner) -> Tensor");
-  m.def(
-      "bias_act_grad_db(Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, "
-      "int inner) -> (Tensor, Tensor)");
-  m.def(
-      "bias_act_grad2_db(Tensor ddx, Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, "
-      "float? clamp, int C, int inner) -> (Tensor, Tensor)");
-  m.def(
-      "upfirdn2d_fwd(Tensor x, Tensor f, int upx, int upy, int downx, int downy, int px0, int px1, int py0, "
-      "int py1, bool flip_filter, float gain) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(gan_fast, CPU, m) {

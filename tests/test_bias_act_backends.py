@@ -140,7 +140,7 @@ def test_public_op_runs_the_extension(monkeypatch):
             return getattr(real, name)(*args)
         return f
 
-    monkeypatch.setattr(backends, "_cpp", backends.KernelSet(*(counting(n) for n in backends.KernelSet._fields)))
+    monkeypatch.setattr(backends, "_CPP", backends.KernelSet(*(counting(n) for n in backends.KernelSet._fields)))
     x = torch.randn(2, 3, 4, requires_grad=True)
     y = ops.bias_act(x, torch.randn(3), act="tanh", impl="cuda")  # 'cuda' is an alias of 'cpp'
     (dx,) = torch.autograd.grad(y.sum(), x, create_graph=True)

@@ -17,14 +17,17 @@ import copy
 import importlib
 import inspect
 import math
+import pkgutil
 
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from gan_fast import losses, models, ops
+import gan_fast.backends
+from gan_fast import config, losses, models, ops
 from gan_fast import nn as gnn
+from gan_fast.errors import UnsupportedDtypeError
 from gan_fast import regularizers as R
 from gan_fast.nn.spectral_norm import find_spectral_norm_layers
 from gan_fast.ops.minibatch_discrimination import minibatch_discrimination
@@ -46,25 +49,24 @@ def leaf(*shape, dtype=torch.float32, seed=0):
     return rnd(*shape, dtype=dtype, seed=seed).requires_grad_()
 
 
-# The entry points of the fast paths: a bad argument must be rejected before any of them runs.
-_FUSED = {"bias_act": "bias_act", "upfirdn2d": "upfirdn2d", "modulated_conv2d": "modulated_conv2d",
-          "modulated_conv2d_bias_act": "modulated_conv2d_bias_act", "power_iteration": "power_iteration",
-          "spectral_normalize": "spectral_normalize", "gradient_norm_penalty": "gradient_norm_penalty",
-          "filtered_lrelu": "filtered_lrelu", "minibatch_discrimination": "minibatch_discrimination"}
-
-
 @pytest.fixture
 def tripwire(monkeypatch):
-    """Every fused entry point raises: a test that passes with it never reached a kernel."""
+    """Every backend entry point raises for a fast backend: a test that passes with it never reached a kernel
+    (every op calls ``gan_fast.backends.<op>.run`` once it has validated its arguments and chosen)."""
     for dtype in (torch.float32, torch.float64):  # the automatic choice's self-test runs before the wire is set
         ops.bias_act(torch.ones(1, 2, dtype=dtype))
 
-    def trip(*args, **kwargs):
-        raise AssertionError("a fast kernel was reached before the argument error")
-    # Import them all first: a module importing another's function while the wire is set would keep the wire.
-    mods = {module: importlib.import_module(f"gan_fast.fused.{module}") for module in _FUSED}
-    for module, fn in _FUSED.items():
-        monkeypatch.setattr(mods[module], fn, trip)
+    for info in pkgutil.iter_modules(gan_fast.backends.__path__):
+        module = importlib.import_module(f"gan_fast.backends.{info.name}")
+        real = getattr(module, "run", None)
+        if real is None:
+            continue
+
+        def trip(impl, *args, _real=real, **kwargs):
+            if impl != "ref":
+                raise AssertionError("a fast kernel was reached before the argument error")
+            return _real(impl, *args, **kwargs)
+        monkeypatch.setattr(module, "run", trip)
 
 
 def _x():
@@ -507,17 +509,17 @@ F32_ONLY = {
 
 
 @pytest.mark.parametrize("name", list(F32_ONLY))
-def test_float64_never_reaches_a_float32_kernel(name, monkeypatch):
+def test_float64_never_reaches_a_float32_kernel(name):
     """upfirdn2d, modulated_conv2d and filtered_lrelu compute in float32 on Triton: an explicit impl='triton'
-    refuses float64 (naming the dtype) before any kernel; the automatic choice (here forced to triton with
-    GAN_FAST_IMPL, as on a GPU) runs ref, exactly."""
+    refuses float64 (UnsupportedDtypeError, a TypeError naming the dtype) before any kernel; the automatic choice
+    (here forced to triton with gan_fast.config.use_backend, as on a GPU) runs ref, exactly."""
     fn = F32_ONLY[name]
     x = rnd(2, 3, 6, 6, dtype=torch.float64)
-    with pytest.raises(TypeError, match="float64"):
+    with pytest.raises(UnsupportedDtypeError, match="float64"):
         fn(x, "triton")
     want = fn(x, "ref")
-    monkeypatch.setenv("GAN_FAST_IMPL", "triton")
-    got = fn(x, None)
+    with config.use_backend("triton"):
+        got = fn(x, None)
     assert got.dtype == torch.float64
     assert torch.equal(got, want)
 
@@ -682,14 +684,14 @@ def test_spectral_norm_step_leaves_complex_and_empty_layers_to_themselves():
     want = [m.weight for m in ref]
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
-    from gan_fast.fused.spectral_norm_multi import spectral_normalize_many
+    from gan_fast.ops import spectral_normalize_many
     with pytest.raises(ValueError, match=r"weights\[0\] must be a real floating tensor"):
         spectral_normalize_many([torch.ones(0, 3)], [torch.ones(0)], [torch.ones(3)], [0], 1, 1e-12, False)
 
 
 def test_the_multi_tensor_step_does_not_import_nn():
-    """nn depends on fused/ops, never the reverse: gan_fast.fused.spectral_norm_multi names no gan_fast.nn."""
-    mod = importlib.import_module("gan_fast.fused.spectral_norm_multi")
+    """nn depends on ops, never the reverse: gan_fast.backends.spectral_norm_multi names no gan_fast.nn."""
+    mod = importlib.import_module("gan_fast.backends.spectral_norm_multi")
     tree = ast.parse(inspect.getsource(mod))
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom):

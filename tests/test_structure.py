@@ -97,6 +97,34 @@ def test_kernels_import_only_the_shapes_module():
     assert _graph()["gan_fast.shapes"] == set()  # dependency-free
 
 
+LEAVES = ("gan_fast.config", "gan_fast.errors", "gan_fast.shapes", "gan_fast.checks", "gan_fast.activations",
+          "gan_fast.fir", "gan_fast.version", "gan_fast.conv2d_gradfix")
+# layer -> the gan_fast modules it may import (its own layer included); docs/DESIGN.md, section 2.
+ALLOWED = {
+    "gan_fast.reference": LEAVES + ("gan_fast.reference",),
+    "gan_fast.params": LEAVES + ("gan_fast.params",),
+    "gan_fast.backends": LEAVES + ("gan_fast.reference", "gan_fast.params", "gan_fast.backends", "gan_fast.kernels",
+                                   "gan_fast.extension"),
+    "gan_fast.self_test": LEAVES + ("gan_fast.self_test", "gan_fast.params", "gan_fast.backends", "gan_fast.backend"),
+}
+# Training code and modules reach the kernels only through gan_fast.ops.
+NEVER = {prefix: ("gan_fast.backends", "gan_fast.kernels", "gan_fast.extension")
+         for prefix in ("gan_fast.nn", "gan_fast.models", "gan_fast.regularizers", "gan_fast.losses",
+                        "gan_fast.unrolled", "gan_fast.examples")}
+
+
+def test_each_layer_imports_only_what_it_may():
+    wrong = []
+    for module, deps in _graph().items():
+        for layer, allowed in ALLOWED.items():
+            if module == layer or module.startswith(layer + "."):
+                wrong += [(module, d) for d in deps if not (d in allowed or d.startswith(tuple(a + "." for a in allowed)))]
+        for layer, banned in NEVER.items():
+            if module == layer or module.startswith(layer + "."):
+                wrong += [(module, d) for d in deps if d.startswith(banned)]
+    assert wrong == []
+
+
 def _fresh(code: str, **env) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
                           cwd=ROOT, env={**os.environ, **env}, timeout=600)

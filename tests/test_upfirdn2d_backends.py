@@ -121,7 +121,7 @@ def test_public_op_runs_the_extension(monkeypatch):
         calls.append(args[2:6])  # up/down as the kernel sees them
         return real(*args)
 
-    monkeypatch.setattr(backends, "_cpp", counting)
+    monkeypatch.setattr(backends, "_CPP", counting)
     x = torch.randn(1, 2, 6, 5, requires_grad=True)
     y = ops.upfirdn2d(x, torch.ones(3, 3), up=2, padding=1, impl="cuda")  # 'cuda' is an alias of 'cpp'
     y.sum().backward()

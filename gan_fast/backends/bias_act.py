@@ -9,7 +9,7 @@ The two fast backends share one autograd structure; the backend only picks the k
     grad_db(dy, x, b, ...) -> (dx, db)          db = dx summed over every dim but the bias dim
     grad2_db(ddx, dy, x, b, ...) -> (d_x, d_b)  likewise, in the same pass (no separate reduction)
 
-``cpp`` calls ``torch.ops.gan_fast.bias_act_*`` (csrc/, registered when the extension loads); ``triton`` wraps
+``cpp`` calls ``torch.ops.gan_fast.bias_act_*`` (defined here, implemented in csrc/); ``triton`` wraps
 the launchers of ``gan_fast.kernels.bias_act`` as ``torch.library.custom_op``s defined when this module is
 imported. Every launch is an opaque op with a ``register_fake`` (outputs ``torch.empty_like(x)``, and ``[C]``
 tensors of x's dtype for the bias gradients), so ``torch.compile`` traces it. ``b`` is an empty tensor when
@@ -38,7 +38,6 @@ torch.clamp's rule), never read off y.
 """
 
 import math
-import threading
 from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
@@ -48,7 +47,7 @@ from ..errors import BackendUnavailableError
 from ..params.bias_act import BiasActParams
 from ..reference import bias_act as reference
 from ..shapes import is_dense
-from .common import OpSpec, cache_signatures, register_cpp_fakes
+from .common import OpSpec, cache_signatures
 
 __all__ = ["SPEC", "SPECS", "run", "vjp", "kernel_set", "KernelSet"]
 
@@ -148,35 +147,48 @@ for _name, _fake in _FAKES.items():
 
 _TRITON = KernelSet(_triton_fwd, _triton_grad, _triton_grad2, _triton_grad_db, _triton_grad2_db)
 
-# ----------------------------------------------------------------------------------------------- kernel sets
+# ----------------------------------------------------------------------------------------------- C++ ops
+# The extension's ops are defined here, at import, with their fakes; csrc/ registers only their CPU and CUDA
+# implementations when it loads (so an exported program finds the ops after `import gan_fast`, and running
+# them needs the extension: gan_fast.extension.load()).
 
-_cpp: Optional[KernelSet] = None
-_cpp_lock = threading.Lock()
+_CPP_SCHEMAS = {
+    "fwd": "(Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, int inner) -> Tensor",
+    "grad": "(Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, int inner) "
+            "-> Tensor",
+    "grad2": "(Tensor ddx, Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, "
+             "int inner) -> Tensor",
+    "grad_db": "(Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, int C, "
+               "int inner) -> (Tensor, Tensor)",
+    "grad2_db": "(Tensor ddx, Tensor dy, Tensor x, Tensor b, int act, float alpha, float gain, float? clamp, "
+                "int C, int inner) -> (Tensor, Tensor)",
+}
+for _name, _schema in _CPP_SCHEMAS.items():
+    torch.library.define(f"gan_fast::bias_act_{_name}", _schema)
+    torch.library.register_fake(f"gan_fast::bias_act_{_name}")(_FAKES[_name])
+
+# The overloads themselves: calling an OpOverloadPacket resolves the overload on every call.
+_CPP = KernelSet(*(getattr(torch.ops.gan_fast, f"bias_act_{name}").default for name in _FAKES))
 
 
 def kernel_set(impl: str) -> KernelSet:
-    """The launches of backend ``impl`` ('triton' or 'cpp'); 'cpp' loads the extension on the first call."""
-    global _cpp
+    """The launches of backend ``impl`` ('triton' or 'cpp'); 'cpp' needs the extension loaded (its first eager
+    call loads it; inside a ``torch.compile`` trace only the op's fake runs)."""
     if impl == "triton":
         return _TRITON
     if impl != "cpp":
         raise ValueError(f"bias_act: no fused kernels for impl={impl!r}")
-    if _cpp is None:
-        with _cpp_lock:
-            if _cpp is None:
-                from .. import extension  # noqa: PLC0415
+    if not torch.compiler.is_compiling():
+        from .. import extension  # noqa: PLC0415
 
-                ok, why = extension.status()
-                if not ok:
-                    raise BackendUnavailableError(f"bias_act: impl='cpp' cannot run: {why}; impl='ref' runs it")
-                register_cpp_fakes({f"bias_act_{name}": fake for name, fake in _FAKES.items()})
-                # The overloads themselves: calling an OpOverloadPacket resolves the overload on every call.
-                _cpp = KernelSet(*(getattr(torch.ops.gan_fast, f"bias_act_{name}").default for name in _FAKES))
-    return _cpp
+        ok, why = extension.status()
+        if not ok:
+            raise BackendUnavailableError(f"bias_act: impl='cpp' cannot run: {why}; impl='ref' runs it")
+    return _CPP
 
 
 def _sets(impl: str) -> KernelSet:
-    return _TRITON if impl == "triton" else kernel_set(impl)
+    return _TRITON if impl == "triton" else _CPP  # run() checked the extension with kernel_set()
 
 
 # ----------------------------------------------------------------------------------------------- autograd
@@ -329,15 +341,17 @@ def run(impl: str, p: BiasActParams, x: torch.Tensor, b: Optional[torch.Tensor])
     """``bias_act`` on backend ``impl`` ('ref', 'triton' or 'cpp'); ``p`` from ``gan_fast.params.bias_act``."""
     if impl == "ref":
         return reference.bias_act(x, b, p.dim, p.act, p.alpha, p.gain, p.clamp)
+    ks = kernel_set(impl)
     x, b, q = _prepare(impl, p, x, b)
     if not (torch.is_grad_enabled() and (x.requires_grad or b.requires_grad)):
-        return _sets(impl).fwd(x, b, *q[2:])  # nothing to differentiate: no Function.apply
+        return ks.fwd(x, b, *q[2:])  # nothing to differentiate: no Function.apply
     return _BiasAct.apply(x, b, q)
 
 
 def vjp(impl: str, p: BiasActParams, dy: torch.Tensor, x: torch.Tensor, b: Optional[torch.Tensor]) -> torch.Tensor:
     """d bias_act(x, b) / d x applied to ``dy`` on a fast backend, itself differentiable (w.r.t. dy, x and b)
     to second order: where the backward of a fused op whose epilogue is a bias_act starts."""
+    kernel_set(impl)
     x, b, q = _prepare(impl, p, x, b)
     return _BiasActGrad.apply(dy, x, b, q)
 

@@ -1,10 +1,10 @@
-"""What every backend module shares: :class:`OpSpec`, the registration of the extension's fakes, and the
-cached signatures of the autograd Functions. Imports nothing of gan_fast."""
+"""What every backend module shares: :class:`OpSpec` and the cached signatures of the autograd Functions.
+Imports nothing of gan_fast."""
 
 import threading
 from typing import Callable, Mapping, Optional, Tuple
 
-__all__ = ["OpSpec", "DTYPE_NEEDS", "cache_signatures", "register_cpp_fakes"]
+__all__ = ["OpSpec", "DTYPE_NEEDS", "cache_signatures"]
 
 # Needs whose refusal is about the dtype (raised as UnsupportedDtypeError, also a TypeError).
 DTYPE_NEEDS = frozenset({"float64", "complex"})
@@ -55,19 +55,3 @@ def cache_signatures(*functions) -> None:
 
     for fn in functions:
         fn.forward.__signature__ = inspect.signature(fn.forward)
-
-
-_registered_fakes: set = set()
-_fake_lock = threading.Lock()
-
-
-def register_cpp_fakes(fakes: Mapping[str, Callable]) -> None:
-    """Registers the fake (meta) implementations of the extension's ops ``gan_fast::<name>``, once per op and
-    thread-safely; called right after the extension loaded (its C++ code defines the schemas)."""
-    import torch  # noqa: PLC0415
-
-    with _fake_lock:
-        for name, fake in fakes.items():
-            if name not in _registered_fakes:
-                torch.library.register_fake(f"gan_fast::{name}")(fake)
-                _registered_fakes.add(name)

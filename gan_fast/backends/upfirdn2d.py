@@ -4,7 +4,7 @@ Both fast backends are one launch with one signature::
 
     fwd(x, f, upx, upy, downx, downy, px0, px1, py0, py1, flip_filter, gain) -> y
 
-``cpp`` calls ``torch.ops.gan_fast.upfirdn2d_fwd`` (csrc/, registered when the extension loads); ``triton``
+``cpp`` calls ``torch.ops.gan_fast.upfirdn2d_fwd`` (defined here, implemented in csrc/); ``triton``
 wraps ``gan_fast.kernels.upfirdn2d.upfirdn2d_fwd`` as a ``torch.library.custom_op``. Both have a
 ``register_fake``. ``f`` is passed as given: a 2-D ``[fh, fw]`` filter, or a separable 1-D ``[ft]`` filter
 meaning ``outer(f, f)`` with the gain applied once overall (as the reference); each kernel decides whether to
@@ -20,8 +20,7 @@ The fast backends treat ``f`` as a constant: a call whose filter requires grad (
 resampling filters of StyleGAN-style models are buffers.
 """
 
-import threading
-from typing import Callable, NamedTuple, Optional
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -29,7 +28,7 @@ from ..errors import BackendUnavailableError
 from ..params.upfirdn2d import UpFirDn2dParams
 from ..reference import upfirdn2d as reference
 from ..shapes import filter_wh, output_format, upfirdn2d_size
-from .common import OpSpec, cache_signatures, register_cpp_fakes
+from .common import OpSpec, cache_signatures
 
 __all__ = ["SPEC", "SPECS", "run", "kernel"]
 
@@ -59,28 +58,27 @@ def _triton_fwd(x: torch.Tensor, f: torch.Tensor, upx: int, upy: int, downx: int
 
 _triton_fwd.register_fake(_fake_fwd)
 
-_cpp: Optional[Callable[..., torch.Tensor]] = None
-_cpp_lock = threading.Lock()
+# The extension's op, defined here with its fake; csrc/ registers its CPU and CUDA implementations.
+torch.library.define("gan_fast::upfirdn2d_fwd", "(Tensor x, Tensor f, int upx, int upy, int downx, int downy, "
+                     "int px0, int px1, int py0, int py1, bool flip_filter, float gain) -> Tensor")
+torch.library.register_fake("gan_fast::upfirdn2d_fwd")(_fake_fwd)
+_CPP = torch.ops.gan_fast.upfirdn2d_fwd.default
 
 
 def kernel(impl: str) -> Callable[..., torch.Tensor]:
-    """The forward launch of backend ``impl`` ('triton' or 'cpp'); 'cpp' loads the extension on the first call."""
-    global _cpp
+    """The forward launch of backend ``impl`` ('triton' or 'cpp'); 'cpp' needs the extension loaded (its first
+    eager call loads it; inside a ``torch.compile`` trace only the op's fake runs)."""
     if impl == "triton":
         return _triton_fwd
     if impl != "cpp":
         raise ValueError(f"upfirdn2d: no fused kernels for impl={impl!r}")
-    if _cpp is None:
-        with _cpp_lock:
-            if _cpp is None:
-                from .. import extension  # noqa: PLC0415
+    if not torch.compiler.is_compiling():
+        from .. import extension  # noqa: PLC0415
 
-                ok, why = extension.status()
-                if not ok:
-                    raise BackendUnavailableError(f"upfirdn2d: impl='cpp' cannot run: {why}; impl='ref' runs it")
-                register_cpp_fakes({"upfirdn2d_fwd": _fake_fwd})
-                _cpp = torch.ops.gan_fast.upfirdn2d_fwd.default
-    return _cpp
+        ok, why = extension.status()
+        if not ok:
+            raise BackendUnavailableError(f"upfirdn2d: impl='cpp' cannot run: {why}; impl='ref' runs it")
+    return _CPP
 
 
 class Launch(NamedTuple):
@@ -106,7 +104,7 @@ class _UpFirDn2d(torch.autograd.Function):
     def forward(x, f, q):
         if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             x = x.contiguous()  # e.g. an expanded incoming gradient
-        return kernel(q.impl)(x, f, *q[1:])
+        return (_triton_fwd if q.impl == "triton" else _CPP)(x, f, *q[1:])  # run() checked the extension
 
     @staticmethod
     def setup_context(ctx, inputs, output):

@@ -9,7 +9,7 @@ from .minibatch_discrimination import minibatch_discrimination
 from .modulated_conv2d import modulated_conv2d
 from .modulated_conv2d_bias_act import modulated_conv2d_bias_act
 from .power_iteration import power_iteration
-from .spectral_normalize import spectral_normalize
+from .spectral_normalize import spectral_normalize, spectral_normalize_many
 from .upfirdn2d import downsample2d, filter2d, setup_filter, upfirdn2d, upsample2d
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "minibatch_discrimination",
     "power_iteration",
     "spectral_normalize",
+    "spectral_normalize_many",
     "gradient_norm_penalty",
     "conv2d",
     "conv_transpose2d",

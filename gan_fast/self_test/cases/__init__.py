@@ -8,7 +8,8 @@ compute float32 products in TF32, ``TF32 = True``.
 """
 
 from ..judge import Entry
-from . import bias_act, filtered_lrelu, upfirdn2d
+from . import (bias_act, filtered_lrelu, gradient_norm_penalty, minibatch_discrimination, power_iteration,
+               spectral_norm_multi, spectral_normalize, upfirdn2d)
 
 __all__ = ["REGISTRY"]
 
@@ -16,4 +17,9 @@ REGISTRY = {
     "bias_act": Entry(bias_act.CASES, bias_act.BACKENDS),
     "upfirdn2d": Entry(upfirdn2d.CASES, upfirdn2d.BACKENDS),
     "filtered_lrelu": Entry(filtered_lrelu.CASES, filtered_lrelu.BACKENDS),
+    "power_iteration": Entry(power_iteration.CASES, power_iteration.BACKENDS),
+    "spectral_normalize": Entry(spectral_normalize.CASES, spectral_normalize.BACKENDS),
+    "spectral_normalize:many": Entry(spectral_norm_multi.CASES, spectral_norm_multi.BACKENDS),
+    "gradient_norm_penalty": Entry(gradient_norm_penalty.CASES, gradient_norm_penalty.BACKENDS),
+    "minibatch_discrimination": Entry(minibatch_discrimination.CASES, minibatch_discrimination.BACKENDS),
 }
