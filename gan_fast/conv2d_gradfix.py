@@ -163,9 +163,12 @@ class _Convolution(torch.autograd.Function):
         ctx.bias_sizes = None if bias is None else list(bias.shape)
         ctx.params = params
         ctx.weight_leaf_derived = is_leaf_derived(weight)
+        ctx.set_materialize_grads(False)  # no incoming gradient gives None, as autograd gives ref's convolution
 
     @staticmethod
     def backward(ctx, grad_output):
+        if grad_output is None:
+            return (None,) * 9
         input, weight = ctx.saved_tensors
         want_w = ctx.needs_input_grad[1] and not skip_weight_gradient(ctx.weight_leaf_derived)
         want_b = ctx.needs_input_grad[2]

@@ -8,20 +8,20 @@ algorithms (fused_modconv True/False), up/down 2, 1x1 (ToRGB), noise,
 demodulate on/off, channels_last, and the kernels on their own.
 """
 
-import importlib
-
 import pytest
 import torch
 
 from conftest import fast_backends
-from gan_fast import ops
+from gan_fast import backend, config, ops
+from gan_fast.backends import modulated_conv2d as backends
+from gan_fast.errors import BackendUnavailableError, UnsupportedDtypeError
 from gan_fast.kernels import modulated_conv2d as K
 from gan_fast.ops.upfirdn2d import setup_filter
+from gan_fast.params.modulated_conv2d import ModulatedConv2dParams
 from parity import assert_close_scaled as _close
 from parity import assert_anchored, assert_parity
 
-mc_mod = importlib.import_module("gan_fast.ops.modulated_conv2d")  # the module, not the function
-BACKENDS = fast_backends(mc_mod.FAST_BACKENDS)
+BACKENDS = fast_backends(backends.SPEC)
 
 
 def test_modulated_conv2d_has_a_fast_backend():
@@ -232,13 +232,12 @@ def test_kernel_modulate_weight(device):
 @pytest.mark.parametrize("fused", [False, True])
 def test_compile_traces_fused_entry_point(fused, device):
     """fullgraph torch.compile (aot_eager: fake tensors through register_fake) of the Triton path, fwd + grads."""
-    from gan_fast.fused import modulated_conv2d as glue
-
     args, kw = _inputs(device, "up2", seed=15)
     a = [t.detach().clone().requires_grad_() for t in args]
     f = kw["resample_filter"]
-    fn = torch.compile(lambda x, w, s, nz: glue.modulated_conv2d(x, w, s, nz, 2, 1, (1, 1, 1, 1), f, True, True, fused,
-                                                                 "triton"), fullgraph=True, backend="aot_eager")
+    p = ModulatedConv2dParams(2, 1, (1, 1, 1, 1), True, True, fused)
+    fn = torch.compile(lambda x, w, s, nz: backends.run("triton", p, x, w, s, nz, f), fullgraph=True,
+                       backend="aot_eager")
     y = fn(*a)
     g = torch.autograd.grad(y.square().sum(), a)
     b = [t.detach().clone().requires_grad_() for t in args]
@@ -250,8 +249,7 @@ def test_compile_traces_fused_entry_point(fused, device):
 
 
 def test_opcheck_custom_ops(device):
-    from gan_fast.fused import modulated_conv2d as glue
-
+    glue = backends
     g = torch.Generator().manual_seed(16)
     x = torch.randn(2, 3, 4, 5, generator=g).to(device)
     s = torch.randn(2, 3, generator=g).to(device)
@@ -267,10 +265,83 @@ def test_opcheck_custom_ops(device):
 
 
 def test_automatic_choice_is_ref_on_cpu():
-    from gan_fast import backend
+    assert backend.choose(backends.SPEC, None, torch.device("cpu"), torch.float32) == "ref"
+    assert "triton" in backends.SPEC.fast.get("cuda", ())
 
-    assert backend.resolve("modulated_conv2d", None, torch.device("cpu"), mc_mod.FAST_BACKENDS) == "ref"
-    assert "triton" in mc_mod.FAST_BACKENDS.get("cuda", ())
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_what_triton_refuses_runs_ref_automatically(impl, device):
+    """float64 (the Triton kernels compute in float32) and a resample filter that requires grad (the Triton FIR
+    takes it as a constant): an explicit impl='triton' refuses them naming why; the automatic choice, here forced
+    to triton, runs ref exactly (with the filter's gradient)."""
+    args, kw = _inputs(device, "up2", dtype=torch.float64, seed=17)
+    kw["resample_filter"] = kw["resample_filter"].double()
+    with pytest.raises(UnsupportedDtypeError, match="float64"):
+        ops.modulated_conv2d(*args, impl=impl, **kw)
+    args, kw = _inputs(device, "up2", seed=17)
+    f = kw.pop("resample_filter").clone().requires_grad_()
+    with pytest.raises(BackendUnavailableError, match="resample_filter that requires grad.*impl='ref' runs it"):
+        ops.modulated_conv2d(*args, resample_filter=f, impl=impl, **kw)
+    with torch.no_grad():  # nothing to differentiate: the filter is a constant, the kernels run
+        _close(ops.modulated_conv2d(*args, resample_filter=f, impl=impl, **kw),
+               ops.modulated_conv2d(*args, resample_filter=f, impl="ref", **kw))
+    with config.use_backend(impl):
+        y = ops.modulated_conv2d(*args, resample_filter=f, **kw)
+    (gf,) = torch.autograd.grad(y.square().sum(), [f])
+    (want,) = torch.autograd.grad(ops.modulated_conv2d(*args, resample_filter=f, impl="ref", **kw).square().sum(), [f])
+    torch.testing.assert_close(gf, want, rtol=0, atol=0)
+
+
+# ---- which gradients exist: None where ref's are None, zeros where ref's are zeros (issue 24) ------------------
+
+
+def gradient_kinds(fn, leaves):
+    """{(order, of, wrt): 'None' | 'zeros' | 'values'} of fn(*leaves) against a fixed cotangent: the plain and the
+    create_graph first-order gradients w.r.t. every leaf, and the second-order gradients of |g|^2 for each
+    first-order g w.r.t. every leaf ('no graph' where that g does not require grad)."""
+    leaves = [t.detach().clone().requires_grad_() for t in leaves]
+    y = fn(*leaves)
+    r = torch.randn(y.shape, generator=torch.Generator().manual_seed(1)).to(y)
+    n = range(len(leaves))
+
+    def kind(g):
+        return "None" if g is None else "zeros" if not bool(g.ne(0).any()) else "values"
+    out = {}
+    plain = torch.autograd.grad((y * r).sum(), leaves, allow_unused=True, retain_graph=True)
+    first = torch.autograd.grad((y * r).sum(), leaves, allow_unused=True, create_graph=True)
+    for i in n:
+        out[("plain", None, i)], out[("first", None, i)] = kind(plain[i]), kind(first[i])
+        if first[i] is None or not first[i].requires_grad:
+            out.update({("second", i, j): "no graph" for j in n})
+            continue
+        second = torch.autograd.grad(first[i].square().sum(), leaves, allow_unused=True, retain_graph=True)
+        out.update({("second", i, j): kind(second[j]) for j in n})
+    return out
+
+
+def assert_same_gradient_kinds(got, want, names):
+    """A backend's gradients are None exactly where ref's are (or have no graph where ref's have none), and zeros
+    wherever ref's are zeros."""
+    bad = []
+    for key, w in want.items():
+        g = got[key]
+        if (w in ("None", "no graph")) != (g in ("None", "no graph")) or (w == "zeros" and g != "zeros"):
+            order, of, wrt = key
+            bad.append(f"{order}{'' if of is None else ' of d/d' + names[of]} w.r.t. {names[wrt]}: ref {w}, got {g}")
+    assert not bad, "; ".join(bad)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+@pytest.mark.parametrize("layer", ["conv3", "up2", "torgb"])
+@pytest.mark.parametrize("fused", [False, True])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_gradients_are_none_or_zeros_as_refs(impl, layer, fused, demodulate, device):
+    args, kw = _inputs(device, layer, seed=18)
+
+    def run(which):
+        return gradient_kinds(lambda x, w, s, nz: ops.modulated_conv2d(x, w, s, nz, demodulate=demodulate,
+                                                                          fused_modconv=fused, impl=which, **kw), args)
+    assert_same_gradient_kinds(run(impl), run("ref"), ("x", "weight", "styles", "noise"))
 
 
 # ---- full size on a GPU ----------------------------------------------------------------------------

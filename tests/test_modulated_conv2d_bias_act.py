@@ -10,7 +10,7 @@ kernels run under TRITON_INTERPRET=1 at small shapes; the gpu tests repeat it
 at config-F sizes.
 """
 
-import importlib
+import contextlib
 import math
 
 import pytest
@@ -18,15 +18,18 @@ import torch
 from torch.library import opcheck
 
 from conftest import fast_backends
-from gan_fast import conv2d_gradfix, ops
+from gan_fast import backend, config, conv2d_gradfix, ops
+from gan_fast.backends import modulated_conv2d_bias_act as backends
 from gan_fast.checks import padding4
-from gan_fast.ops.modulated_conv2d import check_output_size
+from gan_fast.errors import BackendUnavailableError
+from gan_fast.params import modulated_conv2d as params
+from gan_fast.params.modulated_conv2d import ALGORITHMS, DEFAULT_ALGORITHM, check_output_size
 from parity import assert_close_scaled as _close
 from parity import assert_anchored, assert_parity
+from test_modulated_conv2d_backends import assert_same_gradient_kinds, gradient_kinds
 
-op_mod = importlib.import_module("gan_fast.ops.modulated_conv2d_bias_act")
 # "triton:cudnn", "triton:implicit_gemm": each fast backend with each of its algorithms.
-BACKENDS = [f"{impl}:{alg}" for impl in fast_backends(op_mod.FAST_BACKENDS) for alg in op_mod.ALGORITHMS]
+BACKENDS = [f"{impl}:{alg}" for impl in fast_backends(backends.SPEC) for alg in ALGORITHMS]
 CUDNN_BACKENDS = [b for b in BACKENDS if b.endswith(":cudnn")]
 
 # name: (kernel, up, down, padding) — the 3x3 synthesis conv, its up-2 form, a down-2 conv, ToRGB's 1x1,
@@ -279,8 +282,7 @@ def test_no_weight_gradients_and_no_grad(impl, device):
 
 @pytest.mark.parametrize("impl", BACKENDS)
 def test_opcheck(impl, device):
-    from gan_fast.fused import modulated_conv2d_bias_act as fused
-
+    fused = backends
     (x, w, s, b, nz), _ = _inputs(device, seed=10)
     d = torch.rand(x.shape[0], w.shape[0], device=device) + 0.5
     if impl.endswith(":implicit_gemm"):
@@ -295,12 +297,140 @@ def test_opcheck(impl, device):
                 test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
 
 
+def test_each_algorithm_has_its_spec_and_the_default_is_cudnn():
+    """One decision per call: the algorithm (None: DEFAULT_ALGORITHM) picks the spec whose self-test verdict
+    applies; both are the public op modulated_conv2d_bias_act for use_backend. No automatic triton on CPU."""
+    assert DEFAULT_ALGORITHM == "cudnn"
+    assert {a: s.name for a, s in backends.SPEC_BY_ALGORITHM.items()} == {
+        "cudnn": "modulated_conv2d_bias_act", "implicit_gemm": "modulated_conv2d_bias_act:implicit_gemm"}
+    assert {s.op for s in backends.SPECS} == {"modulated_conv2d_bias_act"}
+    for spec in backends.SPECS:
+        assert backend.choose(spec, None, torch.device("cpu"), torch.float32) == "ref"
+        assert "triton" in spec.fast["cuda"] and "float64" not in spec.cannot.get("triton", {})
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_impl_none_without_the_fused_backend_is_the_composition(impl, device, monkeypatch):
+    """impl=None where the fused backend does not run (CPU): modulated_conv2d then bias_act, each on its own
+    backend; forced to triton (use_backend), the fused layer runs; impl='ref' is the reference composition."""
+    args, kw = _inputs(device, seed=15)
+    calls = []
+    real = backends.run
+
+    def counting(chosen, p, *tensors):
+        calls.append((chosen, p.algorithm))
+        return real(chosen, p, *tensors)
+    monkeypatch.setattr(backends, "run", counting)
+    alg = _impl(impl)["algorithm"]
+    want = ops.bias_act(ops.modulated_conv2d(*args[:3], args[4], **kw, fused_modconv=False, impl="ref"), args[3],
+                        act="lrelu", clamp=1.5, impl="ref")
+    y_ref = _layer("ref", *args, **kw, act="lrelu", clamp=1.5)
+    assert calls == [("ref", DEFAULT_ALGORITHM)]
+    torch.testing.assert_close(y_ref, want, rtol=0, atol=0)
+    calls.clear()
+    if device.type == "cpu":
+        y = ops.modulated_conv2d_bias_act(*args, **kw, act="lrelu", clamp=1.5, algorithm=alg)
+        assert calls == []  # the public ops' composition, not this op's backends
+        _close(y, want)
+    with config.use_backend(modulated_conv2d_bias_act="triton"):
+        y = ops.modulated_conv2d_bias_act(*args, **kw, act="lrelu", clamp=1.5, algorithm=alg)
+    assert calls == [("triton", alg)]
+    _close(y, want)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_compile_traces_the_backend_entry_point(impl, device):
+    """fullgraph torch.compile (aot_eager: fake tensors through register_fake) of the fused layer's Functions,
+    forward and gradients, against ref."""
+    args, kw = _inputs(device, seed=18)
+    p = params.validate_bias_act(*args, kw["up"], kw["down"], kw["padding"], None, True, True, "lrelu", None, None,
+                                 1.5, _impl(impl)["algorithm"])
+    a = [t.detach().clone().requires_grad_() for t in args]
+    fn = torch.compile(lambda *t: backends.run("triton", p, *t, None), fullgraph=True, backend="aot_eager")
+    y = fn(*a)
+    g = torch.autograd.grad(y.square().sum(), a)
+    b = [t.detach().clone().requires_grad_() for t in args]
+    y_ref = backends.run("ref", p, *b, None)
+    g_ref = torch.autograd.grad(y_ref.square().sum(), b)
+    assert_parity(y, g, y_ref, g_ref, y_ref.dtype, 2e-4, 2e-4)
+
+
+@pytest.mark.parametrize("impl", CUDNN_BACKENDS)
+def test_learned_resample_filter_is_refused_by_triton(impl, device):
+    """The Triton FIR takes the filter as a constant: a filter that requires grad is refused by impl='triton',
+    and impl=None gives the composition's exact gradient for it."""
+    args, kw = _inputs(device, "up2", seed=16)
+    f = kw.pop("resample_filter").clone().requires_grad_()
+    with pytest.raises(BackendUnavailableError, match="resample_filter that requires grad.*impl='ref' runs it"):
+        _layer(impl, *args, **kw, resample_filter=f, act="lrelu")
+    y = ops.modulated_conv2d_bias_act(*args, **kw, resample_filter=f, act="lrelu")
+    (gf,) = torch.autograd.grad(y.square().sum(), [f])
+    (want,) = torch.autograd.grad(_layer("ref", *args, **kw, resample_filter=f, act="lrelu").square().sum(), [f])
+    _close(gf, want)
+
+
+@pytest.mark.parametrize("impl", BACKENDS)
+def test_no_weight_gradients_keeps_a_computed_weights_gradient(impl, device):
+    """Issue 24, NVlabs' path-length step: inside no_weight_gradients() (pl_no_weight_grad) the gradient w.r.t. ws
+    through a weight computed from ws (not leaf-derived) is kept, so pl_grads and the penalty's gradients are
+    those without the context; a parameter weight inside the context still gets no gradient."""
+    args, kw = _inputs(device, noise=None, seed=17)
+    x, param, b = args[0], args[1].detach().clone().requires_grad_(), args[3]
+    g = torch.Generator().manual_seed(17)
+    ws = torch.randn(2, 3, 4, generator=g).to(device).requires_grad_()  # [N, num_ws, w_dim]
+    affine = torch.randn(4, x.shape[1], generator=g).to(device).requires_grad_()
+    pl_noise = torch.randn(2, param.shape[0], 7, 6, generator=g).to(device) / math.sqrt(7 * 6)
+
+    def pl_step(context):
+        for t in (ws, affine, param):
+            t.grad = None
+        with context:
+            styles = ws[:, 0] @ affine + 1
+            weight = param * (1 + ws[:, 1].mean())  # computed from ws: its gradient is part of d img / d ws
+            img = _layer(impl, x, weight, styles, b, **kw, act="lrelu", clamp=2.0)
+            (pl_grads,) = torch.autograd.grad((img * pl_noise).sum(), [ws], create_graph=True)
+        pl_grads.square().sum(2).mean(1).sqrt().sum().backward()
+        return pl_grads.detach(), [t.grad for t in (ws, affine, param)]
+
+    want = pl_step(contextlib.nullcontext())
+    got = pl_step(conv2d_gradfix.no_weight_gradients())
+    _close(got[0], want[0], tol=1e-5)
+    for a, w in zip(got[1], want[1]):
+        _close(a, w, tol=1e-4)
+    # a parameter weight (leaf): skipped inside the context; styles still get theirs
+    s = args[2].detach().clone().requires_grad_()
+    param.grad = None
+    y = _layer(impl, x, param, s, b, **kw, act="lrelu", demodulate=False)
+    with conv2d_gradfix.no_weight_gradients():
+        y.square().sum().backward()
+    assert param.grad is None and s.grad is not None
+
+
+# Which inputs' gradients exist, first and second order: (backend, layer, activation, clamp) x demodulation.
+KIND_COMBOS = [(b, layer, act, clamp)
+               for b, layer in _combos(["conv3", "up2"])
+               for act, clamp in [("linear", None), ("linear", 1.0), ("relu", None), ("lrelu", 1.0), ("swish", None)]]
+
+
+@pytest.mark.parametrize("impl,layer,act,clamp", KIND_COMBOS)
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_gradients_are_none_or_zeros_as_refs(impl, layer, act, clamp, demodulate, device):
+    """Issue 24: for x, weight, styles, bias and noise, plain and create_graph first-order gradients and every
+    second-order one are None where ref's are None and zeros where ref's are zeros (e.g. the bias's second-order
+    gradient under lrelu: zeros, as torch's leaky_relu_backward gives)."""
+    args, kw = _inputs(device, layer, seed=19)
+
+    def run(which):
+        return gradient_kinds(lambda *t: _layer(which, *t, **kw, demodulate=demodulate, act=act, clamp=clamp), args)
+    assert_same_gradient_kinds(run(impl), run("ref"), ("x", "weight", "styles", "bias", "noise"))
+
+
 # ---- full size on a GPU ----------------------------------------------------------------------------
 
 
 @pytest.mark.gpu
 @pytest.mark.parametrize("algorithm,shape", [
-    (a, shape) for a in op_mod.ALGORITHMS
+    (a, shape) for a in ALGORITHMS
     for shape in [(8, 512, 512, 16, "conv3"), (8, 128, 128, 64, "conv3"), (8, 512, 256, 32, "up2"),
                   (8, 512, 3, 32, "torgb")]
     if a == "cudnn" or shape[4] in STRIDE1])

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gan_fast import config
 from gan_fast import nn as gnn
 from gan_fast import ops
 from gan_fast.reference.conv2d_resample import conv2d_resample as ref_conv2d_resample
@@ -130,7 +131,7 @@ def test_modulated_conv_and_synthesis_layer(up):
 
 
 @pytest.mark.parametrize("layer_kind", ["conv", "up2", "torgb"])
-def test_layers_on_the_fused_backend_match_ref(layer_kind, monkeypatch):
+def test_layers_on_the_fused_backend_match_ref(layer_kind):
     """Training-mode SynthesisLayer / ToRGB (one modulated_conv2d_bias_act call each) with every op forced to
     its Triton backend (the interpreter on CPU) against every op on ref: output and all parameter gradients."""
     torch.manual_seed(0)
@@ -146,11 +147,11 @@ def test_layers_on_the_fused_backend_match_ref(layer_kind, monkeypatch):
     x, w = torch.randn(2, 4, res_in, res_in, requires_grad=True), torch.randn(2, 6)
     results = {}
     for impl in ("ref", "triton"):
-        monkeypatch.setenv("GAN_FAST_IMPL", impl)
         layer.zero_grad()
-        y = run(x, w)
-        gx, = torch.autograd.grad(y.square().sum(), [x], retain_graph=True)
-        y.square().sum().backward()
+        with config.use_backend(impl):
+            y = run(x, w)
+            gx, = torch.autograd.grad(y.square().sum(), [x], retain_graph=True)
+            y.square().sum().backward()
         results[impl] = [y, gx] + [p.grad.clone() for p in layer.parameters()]
     for a, b in zip(results["triton"], results["ref"]):
         torch.testing.assert_close(a, b, rtol=2e-4, atol=2e-5)

@@ -12,11 +12,12 @@ Importing a backend module defines its custom ops (cheap: no triton, no extensio
 (``gan_fast.kernels``) are imported by the custom ops' bodies, on the first call.
 """
 
-from . import (bias_act, filtered_lrelu, gradient_norm_penalty, minibatch_discrimination, power_iteration,
-               spectral_norm_multi, spectral_normalize, upfirdn2d)
+from . import (bias_act, filtered_lrelu, gradient_norm_penalty, minibatch_discrimination, modulated_conv2d,
+               modulated_conv2d_bias_act, power_iteration, spectral_norm_multi, spectral_normalize, upfirdn2d)
 
 __all__ = ["SPECS"]
 
 # Every op's spec (one per algorithm where an op has several).
 SPECS = (bias_act.SPECS + upfirdn2d.SPECS + filtered_lrelu.SPECS + power_iteration.SPECS + spectral_normalize.SPECS
-         + spectral_norm_multi.SPECS + gradient_norm_penalty.SPECS + minibatch_discrimination.SPECS)
+         + spectral_norm_multi.SPECS + gradient_norm_penalty.SPECS + minibatch_discrimination.SPECS
+         + modulated_conv2d.SPECS + modulated_conv2d_bias_act.SPECS)

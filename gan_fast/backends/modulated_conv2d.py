@@ -1,6 +1,7 @@
-"""Autograd glue and torch.library registration for the Triton modulated convolution.
+"""The ``modulated_conv2d`` backends: ``ref`` (``gan_fast.reference.modulated_conv2d``) and ``triton``
+(``gan_fast.kernels.modulated_conv2d`` around a cuDNN convolution).
 
-Algorithms (both give the reference's result; ``fused_modconv`` picks one):
+Algorithms of the triton backend (both give the reference's result; ``fused_modconv`` picks one):
 
 * ``fused_modconv=False`` (StyleGAN2's training path): one shared cuDNN
   convolution of the style-scaled activations, ``y = conv(x * s) * d + noise``.
@@ -12,13 +13,14 @@ Algorithms (both give the reference's result; ``fused_modconv`` picks one):
 
 The convolution stays on cuDNN (through ``gan_fast.conv2d_gradfix``, so
 ``no_weight_gradients`` works); the up/down resampling around it is the
-upfirdn2d fast path (``gan_fast.fused.upfirdn2d`` with ``impl='triton'``) when
-that module is present, else the reference upfirdn2d.
+triton upfirdn2d backend (``gan_fast.backends.upfirdn2d.run("triton", ...)``), which takes the filter as a
+constant: a filter that requires grad is refused (``SPEC.cannot``). The Triton kernels compute in float32:
+float64 is refused too.
 
-Structure (the pattern DESIGN.md checked): kernel launches are opaque
-``torch.library.custom_op``s with ``register_fake``; differentiation lives in
-``torch.autograd.Function``s with a separate ``setup_context`` that save only
-inputs and outputs, and whose backward is made of differentiable pieces:
+Structure: kernel launches are opaque ``torch.library.custom_op``s with ``register_fake`` (the kernels are
+imported by their bodies, on the first launch); differentiation lives in ``torch.autograd.Function``s with a
+separate ``setup_context`` that save only inputs and outputs, and whose backward is made of differentiable
+pieces:
 
 * ``_ScaleChannels(x, scale, noise) = x * scale[b,c] + noise``;
   backward: ``_ScaleChannels(g, scale)``, ``_ChannelDot(g, x)``, ``sum(g)``.
@@ -34,25 +36,33 @@ the second order (path length penalty through G, R1 through D) is exact too:
 it differentiates these backward formulas.
 """
 
-from __future__ import annotations
-
 from typing import Optional, Tuple
 
 import torch
 
-from ..kernels import modulated_conv2d as K
+from ..params.modulated_conv2d import ModulatedConv2dParams
+from ..params.upfirdn2d import UpFirDn2dParams
+from ..reference import modulated_conv2d as reference
 from ..reference.conv2d_resample import conv2d_resample as _ref_conv2d_resample
 from ..reference.modulated_conv2d import needs_fp16_prenormalization, prenormalize_fp16
-from ..backends import upfirdn2d as _upfirdn2d_backend
-from ..params.upfirdn2d import UpFirDn2dParams
+from ..shapes import output_format
+from . import upfirdn2d as _upfirdn2d
+from .common import OpSpec, cache_signatures
 
-__all__ = ["modulated_conv2d", "conv2d_resample"]
+__all__ = ["SPEC", "SPECS", "run", "conv2d_resample", "demod", "scale_channels"]
+
+LEARNED_FILTER = ("the resampling runs on the triton upfirdn2d, which takes the filter as a constant, so a "
+                  "resample_filter that requires grad gets no gradient")
+SPEC = OpSpec("modulated_conv2d", "modulated_conv2d", fast={"cuda": ("triton",)},
+              cannot={"triton": {"float64": "its Triton kernels compute in float32",
+                                 "learned filter": LEARNED_FILTER}})
+SPECS = (SPEC,)
 
 
-def _out_format(x: torch.Tensor) -> torch.memory_format:
-    if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-        return torch.channels_last
-    return torch.contiguous_format
+def _kernels():
+    from ..kernels import modulated_conv2d as K  # noqa: PLC0415 - triton loads on the first launch, not at import
+
+    return K
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -61,7 +71,7 @@ def _out_format(x: torch.Tensor) -> torch.memory_format:
 
 @torch.library.custom_op("gan_fast::triton_modconv_demod", mutates_args=())
 def _demod_op(styles: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    return K.demod_coefs(styles, weight)
+    return _kernels().demod_coefs(styles, weight)
 
 
 @_demod_op.register_fake
@@ -71,17 +81,17 @@ def _(styles, weight):
 
 @torch.library.custom_op("gan_fast::triton_modconv_scale_channels", mutates_args=())
 def _scale_op(x: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[torch.Tensor]) -> torch.Tensor:
-    return K.scale_channels(x, scale, noise)
+    return _kernels().scale_channels(x, scale, noise)
 
 
 @_scale_op.register_fake
 def _(x, scale, noise):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=_out_format(x))
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device, memory_format=output_format(x))
 
 
 @torch.library.custom_op("gan_fast::triton_modconv_channel_dot", mutates_args=())
 def _channel_dot_op(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    return K.channel_dot(a, b)
+    return _kernels().channel_dot(a, b)
 
 
 @_channel_dot_op.register_fake
@@ -92,7 +102,7 @@ def _(a, b):
 @torch.library.custom_op("gan_fast::triton_modconv_modulate_weight", mutates_args=())
 def _modulate_op(weight: torch.Tensor, styles: torch.Tensor, dcoefs: Optional[torch.Tensor],
                  dtype: torch.dtype) -> torch.Tensor:
-    return K.modulate_weight(weight, styles, dcoefs, dtype)
+    return _kernels().modulate_weight(weight, styles, dcoefs, dtype)
 
 
 @_modulate_op.register_fake
@@ -116,11 +126,14 @@ class _ScaleChannels(torch.autograd.Function):
         x, scale, noise = inputs
         ctx.save_for_backward(x if scale is not None else None, scale)
         ctx.noise_meta = None if noise is None else (noise.shape, noise.dtype)
+        ctx.set_materialize_grads(False)  # no gradient in, none out (as autograd's own ops: None, not zeros)
 
     @staticmethod
     def backward(ctx, g):
         x, scale = ctx.saved_tensors
         gx = gs = gn = None
+        if g is None:
+            return gx, gs, gn
         if ctx.needs_input_grad[0]:
             gx = g if scale is None else _ScaleChannels.apply(g, scale, None)
         if ctx.needs_input_grad[1]:
@@ -141,11 +154,14 @@ class _ChannelDot(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         ctx.save_for_backward(*inputs)
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, g):
         a, b = ctx.saved_tensors
         ga = gb = None
+        if g is None:
+            return ga, gb
         if ctx.needs_input_grad[0]:
             ga = _ScaleChannels.apply(b, g, None).to(a.dtype)
         if ctx.needs_input_grad[1]:
@@ -153,9 +169,10 @@ class _ChannelDot(torch.autograd.Function):
         return ga, gb
 
 
-def _scale_channels(x: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[torch.Tensor]) -> torch.Tensor:
+def scale_channels(x: torch.Tensor, scale: Optional[torch.Tensor], noise: Optional[torch.Tensor]) -> torch.Tensor:
+    """``x * scale[:, :, None, None] + noise`` (either optional) on the Triton kernels, differentiable to every
+    order; noise that would enlarge the output keeps the reference's broadcasting."""
     if noise is not None and torch.broadcast_shapes(noise.shape, x.shape) != x.shape:
-        # noise that would enlarge the output: keep the reference's broadcasting semantics
         y = x if scale is None else _ScaleChannels.apply(x, scale, None)
         return y + noise.to(y.dtype)
     if scale is None and noise is None:
@@ -174,11 +191,14 @@ class _Demod(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         styles, weight = inputs
         ctx.save_for_backward(styles, weight, output)
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, gd):
         styles, weight, d = ctx.saved_tensors
         gs = gw = None
+        if gd is None:
+            return gs, gw
         gq = -0.5 * gd * d * d * d  # d q^(-1/2) / dq
         s = styles.float()
         if ctx.needs_input_grad[0]:
@@ -187,6 +207,11 @@ class _Demod(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             gw = (2 * weight.float() * (gq.t() @ s.square())[:, :, None, None]).to(weight.dtype)
         return gs, gw
+
+
+def demod(styles: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The demodulation coefficients (float32 [N, O]) on the Triton kernel, differentiable to every order."""
+    return _Demod.apply(styles, weight)
 
 
 class _ModulateWeight(torch.autograd.Function):
@@ -200,10 +225,13 @@ class _ModulateWeight(torch.autograd.Function):
     def setup_context(ctx, inputs, output):
         weight, styles, dcoefs, _ = inputs
         ctx.save_for_backward(weight, styles, dcoefs)
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, g):
         weight, styles, dcoefs = ctx.saved_tensors
+        if g is None:
+            return None, None, None, None
         o, i = weight.shape[:2]
         gf = g.float().reshape(g.shape[0], o, i, -1)  # [B, O, I, K]
         w = weight.float().reshape(o, i, -1)
@@ -219,47 +247,52 @@ class _ModulateWeight(torch.autograd.Function):
         return gw, gs, gd, None
 
 
+cache_signatures(_ScaleChannels, _ChannelDot, _Demod, _ModulateWeight)
+
+
 # ---------------------------------------------------------------------------------------------------
-# convolution with resampling (the reference's composition, with the fast upfirdn2d)
+# convolution with resampling (the reference's composition, with the triton upfirdn2d)
 
 
-def _upfirdn2d(x, f, up, down, padding, flip_filter, gain):
-    return _upfirdn2d_backend.run("triton", UpFirDn2dParams((up, up), (down, down), tuple(padding), flip_filter,
-                                                            float(gain)), x, f)
+def _fir(x, f, up, down, padding, gain):
+    return _upfirdn2d.run("triton", UpFirDn2dParams((up, up), (down, down), tuple(padding), False, float(gain)), x, f)
 
 
 def conv2d_resample(x: torch.Tensor, w: torch.Tensor, f: Optional[torch.Tensor], up: int, down: int,
                     padding: Tuple[int, int, int, int], groups: int = 1, flip_weight: bool = True) -> torch.Tensor:
-    """``gan_fast.reference.conv2d_resample`` with its FIR steps on the fast upfirdn2d."""
-    return _ref_conv2d_resample(x, w, f, up, down, padding, groups=groups, flip_weight=flip_weight,
-                                fir=lambda x, f, up, down, pad, gain: _upfirdn2d(x, f, up, down, pad, False, gain))
+    """``gan_fast.reference.conv2d_resample`` with its FIR steps on the triton upfirdn2d (``f`` a constant)."""
+    return _ref_conv2d_resample(x, w, f, up, down, padding, groups=groups, flip_weight=flip_weight, fir=_fir)
 
 
 # ---------------------------------------------------------------------------------------------------
-# entry point (called by gan_fast.ops.modulated_conv2d after validation)
+# entry point
 
 
-def modulated_conv2d(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, noise: Optional[torch.Tensor],
-                     up: int, down: int, padding: Tuple[int, int, int, int], resample_filter: Optional[torch.Tensor],
-                     demodulate: bool, flip_weight: bool, fused_modconv: bool, impl: str) -> torch.Tensor:
-    """Same arguments and result as ``gan_fast.reference.modulated_conv2d`` (``impl``: 'triton')."""
+def run(impl: str, p: ModulatedConv2dParams, x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
+        noise: Optional[torch.Tensor], resample_filter: Optional[torch.Tensor]) -> torch.Tensor:
+    """``modulated_conv2d`` on backend ``impl`` ('ref' or 'triton'); ``p`` from
+    ``gan_fast.params.modulated_conv2d.validate``, the other tensors already in x's dtype."""
+    if impl == "ref":
+        return reference.modulated_conv2d(x, weight, styles, noise, p.up, p.down, p.padding, resample_filter,
+                                          p.demodulate, p.flip_weight, p.fused_modconv)
     if impl != "triton":
-        raise ValueError(f"modulated_conv2d: the fused module has no {impl!r} backend (only 'triton')")
+        raise ValueError(f"modulated_conv2d: no {impl!r} backend (it has {list(SPEC.backends)})")
     batch = x.shape[0]
     out_ch, in_ch, kh, kw = weight.shape
 
-    if needs_fp16_prenormalization(x, demodulate):
+    if needs_fp16_prenormalization(x, p.demodulate):
         weight, styles = prenormalize_fp16(weight, styles)
 
-    dcoefs = _Demod.apply(styles, weight) if demodulate else None  # float32 [N, O]
+    dcoefs = _Demod.apply(styles, weight) if p.demodulate else None  # float32 [N, O]
 
-    if not fused_modconv:
+    if not p.fused_modconv:
         xs = _ScaleChannels.apply(x, styles, None)
-        y = conv2d_resample(xs, weight.to(x.dtype), resample_filter, up, down, padding, flip_weight=flip_weight)
-        return _scale_channels(y, dcoefs, noise)
+        y = conv2d_resample(xs, weight.to(x.dtype), resample_filter, p.up, p.down, p.padding,
+                            flip_weight=p.flip_weight)
+        return scale_channels(y, dcoefs, noise)
 
     wm = _ModulateWeight.apply(weight, styles, dcoefs, x.dtype)  # [N, O, I, kh, kw]
-    y = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), wm.reshape(-1, in_ch, kh, kw), resample_filter, up, down,
-                        padding, groups=batch, flip_weight=flip_weight)
+    y = conv2d_resample(x.reshape(1, -1, *x.shape[2:]), wm.reshape(-1, in_ch, kh, kw), resample_filter, p.up,
+                        p.down, p.padding, groups=batch, flip_weight=p.flip_weight)
     y = y.reshape(batch, -1, *y.shape[2:])
-    return _scale_channels(y, None, noise)
+    return scale_channels(y, None, noise)

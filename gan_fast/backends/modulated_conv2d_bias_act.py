@@ -1,55 +1,77 @@
-"""Autograd glue for the fused synthesis layer (``gan_fast.kernels.modulated_conv2d_bias_act``).
+"""The ``modulated_conv2d_bias_act`` backends: ``ref`` (the reference composition ``bias_act(modulated_conv2d(...,
+fused_modconv=False))``) and ``triton`` (``gan_fast.kernels.modulated_conv2d_bias_act``), whose two
+algorithms give the same result; the parameter record names the one that runs (each has its own
+:class:`OpSpec`, so its own self-test and verdict):
 
-Two algorithms, the same result (``gan_fast.ops.modulated_conv2d_bias_act`` picks one):
-
-* ``cudnn``: ``c = conv2d_resample(x * s, w)`` — the Triton ``x * s`` pass, the
+* ``cudnn`` (:data:`SPEC`): ``c = conv2d_resample(x * s, w)`` — the Triton ``x * s`` pass, the
   cuDNN convolution (transposed for up 2) and the Triton upfirdn2d FIR, all
-  from ``gan_fast.fused.modulated_conv2d`` — then **one** epilogue kernel
+  from ``gan_fast.backends.modulated_conv2d`` — then **one** epilogue kernel
   ``y = clamp(act(c * d + noise + bias) * gain)`` (``_DemodBiasAct``), where the
   composed layer makes two passes (``c * d + noise``, then ``bias_act``) and
-  keeps both intermediates for backward. Any up/down, any padding.
-* ``implicit_gemm``: the whole stride-1 layer in one kernel (``_ModconvBiasAct``):
-  an implicit-GEMM convolution with the style scaling on load and the same
-  epilogue; it also writes the raw convolution ``c`` for the backward.
+  keeps both intermediates for backward. Any up/down, any padding. float64
+  computes the convolution with torch ops and the epilogue in float64.
+* ``implicit_gemm`` (:data:`SPEC_IMPLICIT_GEMM`): the whole stride-1 layer in one kernel
+  (``_ModconvBiasAct``): an implicit-GEMM convolution with the style scaling on load and the same
+  epilogue; it also writes the raw convolution ``c`` for the backward. Up = down = 1, symmetric padding
+  and flip_weight only (``gan_fast.params.modulated_conv2d.check_algorithm``).
+
+Under autocast the fused layer computes in the autocast dtype (autocast's convolution policy, which it cannot
+see inside the custom ops).
 
 Both Functions save only their inputs and outputs (so double backward is exact,
 DESIGN.md) and share the epilogue's backward, ``_epilogue_vjp``::
 
-    dz = bias_act_vjp(gy, c * d + noise, bias)        (the clamp's mask included)
+    dz = bias_act's VJP (gy, c * d + noise, bias)        (the clamp's mask included)
     g_c = dz * d,  g_d = sum_hw dz * c,  g_bias = sum dz,  g_noise = dz summed to noise's shape
 
 A plain backward (no ``create_graph``: the main G/D loss, every step) computes
 all four in one Triton pass (``demod_bias_act_bwd``: one read of ``gy`` and
 ``c``, float32 partial sums reduced without atomics); a backward that will be
 differentiated again (path length through G, R1) uses differentiable pieces
-(the bias_act VJP kernel and torch ops), so the second order is exact. Then
+(``gan_fast.backends.bias_act.vjp`` on triton, and torch ops), so the second order is exact. Then
 ``implicit_gemm`` runs ``convolution_backward`` on cuDNN (honouring
-``no_weight_gradients``) and ``cudnn`` lets autograd differentiate its
-convolution. ``c`` in ``_ModconvBiasAct`` is a real, differentiable output: the
+``no_weight_gradients`` for a leaf-derived weight, ``gan_fast.conv2d_gradfix``) and ``cudnn`` lets autograd
+differentiate its convolution. ``c`` in ``_ModconvBiasAct`` is a real, differentiable output: the
 backward reads it, so the second order reaches it.
 """
 
-from __future__ import annotations
-
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 
-from ..conv2d_gradfix import weight_gradients_disabled
-from ..kernels import modulated_conv2d_bias_act as K
+from .. import activations
+from ..conv2d_gradfix import is_leaf_derived, skip_weight_gradient
+from ..params.bias_act import BiasActParams
+from ..params.modulated_conv2d import ModulatedConv2dBiasActParams
+from ..reference import bias_act as bias_act_reference
+from ..reference import modulated_conv2d as modconv_reference
 from ..reference.conv2d_resample import conv2d_resample as reference_conv2d_resample
 from ..reference.modulated_conv2d import DEMOD_EPS, needs_fp16_prenormalization, prenormalize_fp16
-from ..backends import bias_act as _bias_act_backend
-from ..params.bias_act import BiasActParams
-from .. import activations as _activations
+from ..shapes import output_format, same_conv_size
+from . import bias_act as _bias_act
+from .common import OpSpec, cache_signatures
+from .modulated_conv2d import LEARNED_FILTER, conv2d_resample, demod, scale_channels
+
+__all__ = ["SPEC", "SPEC_IMPLICIT_GEMM", "SPECS", "SPEC_BY_ALGORITHM", "run"]
+
+# float64 runs exactly on both algorithms (their float64 paths compute in float64).
+SPEC = OpSpec("modulated_conv2d_bias_act", "modulated_conv2d_bias_act", fast={"cuda": ("triton",)},
+              cannot={"triton": {"learned filter": LEARNED_FILTER}})
+SPEC_IMPLICIT_GEMM = OpSpec("modulated_conv2d_bias_act:implicit_gemm", "modulated_conv2d_bias_act",
+                            fast={"cuda": ("triton",)})
+SPECS = (SPEC, SPEC_IMPLICIT_GEMM)
+SPEC_BY_ALGORITHM = {"cudnn": SPEC, "implicit_gemm": SPEC_IMPLICIT_GEMM}
 
 
-def bias_act_vjp(dy, x, b, dim, act_code, alpha, gain, clamp, impl):  # migration shim
-    act = [n for n, a in _activations.ACTIVATIONS.items() if a.code == act_code][0]
-    return _bias_act_backend.vjp(impl, BiasActParams(dim, act, alpha, gain, clamp), dy, x, b)
-from .modulated_conv2d import _Demod, _scale_channels, conv2d_resample
+def _kernels():
+    from ..kernels import modulated_conv2d_bias_act as K  # noqa: PLC0415 - triton loads on the first launch
 
-__all__ = ["modulated_conv2d_bias_act"]
+    return K
+
+
+def _new_output(x: torch.Tensor, out_ch: int, oh: int, ow: int) -> torch.Tensor:
+    """[N, out_ch, oh, ow] in x's dtype, channels_last when x is: what the kernels write."""
+    return torch.empty((x.shape[0], out_ch, oh, ow), dtype=x.dtype, device=x.device, memory_format=output_format(x))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -58,45 +80,45 @@ __all__ = ["modulated_conv2d_bias_act"]
 
 @torch.library.custom_op("gan_fast::triton_modconv_bias_act", mutates_args=())
 def _fwd_op(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor, dcoefs: Optional[torch.Tensor],
-            noise: Optional[torch.Tensor], bias: Optional[torch.Tensor], pad_y: int, pad_x: int, act_code: int,
+            noise: Optional[torch.Tensor], bias: Optional[torch.Tensor], pad_y: int, pad_x: int, act: int,
             alpha: float, gain: float, clamp: Optional[float], store_c: bool) -> Tuple[torch.Tensor, torch.Tensor]:
-    return K.modconv_bias_act_fwd(x, weight, styles, dcoefs, noise, bias, (pad_y, pad_x), act_code, alpha, gain,
-                                  clamp, store_c)
+    return _kernels().modconv_bias_act_fwd(x, weight, styles, dcoefs, noise, bias, (pad_y, pad_x), act, alpha, gain,
+                                           clamp, store_c)
 
 
 @_fwd_op.register_fake
-def _(x, weight, styles, dcoefs, noise, bias, pad_y, pad_x, act_code, alpha, gain, clamp, store_c):
-    oh, ow = K.output_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], pad_y, pad_x)
-    y = K.new_output(x, weight.shape[0], oh, ow)
+def _(x, weight, styles, dcoefs, noise, bias, pad_y, pad_x, act, alpha, gain, clamp, store_c):
+    oh, ow = same_conv_size(x.shape[2], x.shape[3], weight.shape[2], weight.shape[3], pad_y, pad_x)
+    y = _new_output(x, weight.shape[0], oh, ow)
     return y, (torch.empty_like(y) if store_c else x.new_empty((0,)))
 
 
 @torch.library.custom_op("gan_fast::triton_demod_bias_act", mutates_args=())
 def _epilogue_op(c: torch.Tensor, dcoefs: Optional[torch.Tensor], noise: Optional[torch.Tensor],
-                 bias: Optional[torch.Tensor], act_code: int, alpha: float, gain: float,
+                 bias: Optional[torch.Tensor], act: int, alpha: float, gain: float,
                  clamp: Optional[float]) -> torch.Tensor:
-    return K.demod_bias_act_fwd(c, dcoefs, noise, bias, act_code, alpha, gain, clamp)
+    return _kernels().demod_bias_act_fwd(c, dcoefs, noise, bias, act, alpha, gain, clamp)
 
 
 @_epilogue_op.register_fake
-def _(c, dcoefs, noise, bias, act_code, alpha, gain, clamp):
-    return K.new_output(c, c.shape[1], c.shape[2], c.shape[3])
+def _(c, dcoefs, noise, bias, act, alpha, gain, clamp):
+    return _new_output(c, c.shape[1], c.shape[2], c.shape[3])
 
 
 @torch.library.custom_op("gan_fast::triton_demod_bias_act_bwd", mutates_args=())
 def _epilogue_bwd_op(gy: torch.Tensor, c: torch.Tensor, dcoefs: Optional[torch.Tensor], noise: Optional[torch.Tensor],
-                     bias: Optional[torch.Tensor], act_code: int, alpha: float, gain: float, clamp: Optional[float],
+                     bias: Optional[torch.Tensor], act: int, alpha: float, gain: float, clamp: Optional[float],
                      need_c: bool, need_d: bool, need_noise: bool,
                      need_b: bool) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    return K.demod_bias_act_bwd(gy, c, dcoefs, noise, bias, act_code, alpha, gain, clamp, need_c, need_d,
-                                need_noise, need_b)
+    return _kernels().demod_bias_act_bwd(gy, c, dcoefs, noise, bias, act, alpha, gain, clamp, need_c, need_d,
+                                         need_noise, need_b)
 
 
 @_epilogue_bwd_op.register_fake
-def _(gy, c, dcoefs, noise, bias, act_code, alpha, gain, clamp, need_c, need_d, need_noise, need_b):
+def _(gy, c, dcoefs, noise, bias, act, alpha, gain, clamp, need_c, need_d, need_noise, need_b):
     acc = torch.promote_types(c.dtype, torch.float32)
     none = lambda: c.new_empty((0,), dtype=acc)  # noqa: E731
-    return (K.new_output(c, c.shape[1], c.shape[2], c.shape[3]) if need_c else c.new_empty((0,)),
+    return (_new_output(c, c.shape[1], c.shape[2], c.shape[3]) if need_c else c.new_empty((0,)),
             c.new_empty((c.shape[0], c.shape[1]), dtype=acc) if need_d else none(),
             c.new_empty(noise.shape, dtype=acc) if need_noise else none(),
             c.new_empty((c.shape[1],), dtype=acc) if need_b else none())
@@ -106,11 +128,63 @@ def _(gy, c, dcoefs, noise, bias, act_code, alpha, gain, clamp, need_c, need_d, 
 # differentiable pieces
 
 
-def _params(act_code, alpha, gain, clamp):
-    return int(act_code), float(alpha), float(gain), None if clamp is None else float(clamp)
+class Epilogue(NamedTuple):
+    """``y = clamp(act(c * d + noise + bias) * gain)``: the epilogue kernels' arguments (``code``: the
+    activation's kernel code) and, for its VJP on the bias_act backend, bias_act's record (bias along dim 1)."""
+    code: int
+    alpha: float
+    gain: float
+    clamp: Optional[float]
+    bias_act: BiasActParams
 
 
-def _epilogue_vjp(gy, c, dcoefs, noise, bias, p, need_c, need_d, need_noise, need_b):
+class Gemm(NamedTuple):
+    """The non-tensor arguments of the one-kernel layer (``_ModconvBiasAct``): its symmetric padding and its
+    epilogue."""
+    pad_y: int
+    pad_x: int
+    epilogue: Epilogue
+
+
+# The activations whose second derivative is zero, and what the reference's second order gives for the
+# pre-activation z = c * d + noise + bias there (the gradients must be None or zeros as the reference's are):
+# linear's backward does not read z (a clamp reads only its mask): z is not in the graph, its gradient None;
+# relu's and lrelu's (torch's threshold_backward, leaky_relu_backward) read z with a derivative of defined
+# zeros: z, and so noise, bias, c and d, get zeros. The bias_act VJP returns None for z and b for all three,
+# so the glue passes them detached and links them with zeros where the reference does (_ZeroDerivative).
+_PIECEWISE_LINEAR = frozenset({"linear", "relu", "lrelu"})
+_READS_Z_AS_ZEROS = frozenset({"relu", "lrelu"})
+
+
+class _ZeroDerivative(torch.autograd.Function):
+    """``dz`` unchanged, depending on ``z`` and ``b`` with a zero derivative: its backward passes the cotangent
+    on to ``dz`` and gives (expanded) zeros for ``z`` and ``b``, as the reference's relu/lrelu backward does."""
+
+    @staticmethod
+    def forward(dz, z, b):
+        return dz
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        _, z, b = inputs
+        ctx.metas = tuple(None if t is None else (t.shape, t.dtype) for t in (z, b))
+        ctx.set_materialize_grads(False)
+
+    @staticmethod
+    def backward(ctx, g):
+        if g is None:
+            return None, None, None
+        grads = [g]
+        for meta, need in zip(ctx.metas, ctx.needs_input_grad[1:]):
+            if meta is None or not need:
+                grads.append(None)
+            else:
+                shape, dtype = meta
+                grads.append(g.new_zeros((), dtype=dtype).expand(shape))
+        return tuple(grads)
+
+
+def _epilogue_vjp(gy, c, dcoefs, noise, bias, e: Epilogue, need_c, need_d, need_noise, need_b):
     """(g_c, g_d, g_noise, g_bias) of y = clamp(act(c * d + noise + bias) * gain); None where not needed.
 
     A plain backward (grad mode off: no second order to come) is one Triton pass
@@ -118,16 +192,21 @@ def _epilogue_vjp(gy, c, dcoefs, noise, bias, p, need_c, need_d, need_noise, nee
     from differentiable pieces so that the second order is exact.
     """
     if not torch.is_grad_enabled() and (not need_noise or noise.shape[1] == 1):
-        g = _epilogue_bwd_op(gy, c, dcoefs, noise, bias, *p, need_c, need_d, need_noise, need_b)
+        g = _epilogue_bwd_op(gy, c, dcoefs, noise, bias, e.code, e.alpha, e.gain, e.clamp, need_c, need_d,
+                             need_noise, need_b)
         return tuple(gi.to(t.dtype) if need else None
                      for gi, t, need in zip(g, (c, dcoefs, noise, bias), (need_c, need_d, need_noise, need_b)))
-    act_code, alpha, gain, clamp = p
     acc = torch.promote_types(c.dtype, torch.float32)  # per-channel sums in float32 at least
     d4 = dcoefs.to(c.dtype)[:, :, None, None] if dcoefs is not None else None
     z0 = c * d4 if d4 is not None else c
     if noise is not None:
         z0 = z0 + noise.to(c.dtype)
-    dz = bias_act_vjp(gy, z0, bias, 1, act_code, alpha, gain, clamp, "triton")
+    if e.bias_act.act in _PIECEWISE_LINEAR:
+        dz = _bias_act.vjp("triton", e.bias_act, gy, z0.detach(), None if bias is None else bias.detach())
+        if e.bias_act.act in _READS_Z_AS_ZEROS:
+            dz = _ZeroDerivative.apply(dz, z0, bias)
+    else:
+        dz = _bias_act.vjp("triton", e.bias_act, gy, z0, bias)
     g_c = (dz * d4 if d4 is not None else dz) if need_c else None
     g_d = (dz.to(acc) * c.to(acc)).sum(dim=(2, 3)).to(dcoefs.dtype) if need_d else None
     g_noise = dz.to(acc).sum_to_size(noise.shape).to(noise.dtype) if need_noise else None
@@ -139,55 +218,64 @@ class _DemodBiasAct(torch.autograd.Function):
     """y = clamp(act(c * d[:, :, None, None] + noise + bias[:, None, None]) * gain), one Triton pass."""
 
     @staticmethod
-    def forward(c, dcoefs, noise, bias, p):
-        return _epilogue_op(c, dcoefs, noise, bias, *p)
+    def forward(c, dcoefs, noise, bias, e):
+        return _epilogue_op(c, dcoefs, noise, bias, e.code, e.alpha, e.gain, e.clamp)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        c, dcoefs, noise, bias, p = inputs
+        c, dcoefs, noise, bias, e = inputs
         ctx.save_for_backward(c, dcoefs, noise, bias)
-        ctx.p = p
+        ctx.e = e
+        ctx.set_materialize_grads(False)  # no gradient in, none out (None, as autograd's own ops give)
 
     @staticmethod
     def backward(ctx, gy):
+        if gy is None:
+            return None, None, None, None, None
         c, dcoefs, noise, bias = ctx.saved_tensors
-        return (*_epilogue_vjp(gy, c, dcoefs, noise, bias, ctx.p, *ctx.needs_input_grad[:4]), None)
+        return (*_epilogue_vjp(gy, c, dcoefs, noise, bias, ctx.e, *ctx.needs_input_grad[:4]), None)
 
 
 class _ModconvBiasAct(torch.autograd.Function):
-    """(y, c) of the one-kernel stride-1 layer; c = conv(x * s, w) is kept for the backward."""
+    """(y, c) of the one-kernel stride-1 layer; c = conv(x * s, w) is kept for the backward (a forward that
+    nothing differentiates launches the kernel directly, without writing c)."""
 
     @staticmethod
-    def forward(x, weight, styles, dcoefs, noise, bias, padding, p, store_c):
-        return _fwd_op(x, weight, styles, dcoefs, noise, bias, *padding, *p, store_c)
+    def forward(x, weight, styles, dcoefs, noise, bias, q):
+        e = q.epilogue
+        return _fwd_op(x, weight, styles, dcoefs, noise, bias, q.pad_y, q.pad_x, e.code, e.alpha, e.gain, e.clamp,
+                       True)
 
     @staticmethod
     def setup_context(ctx, inputs, output):
-        x, weight, styles, dcoefs, noise, bias, padding, p, _ = inputs
+        x, weight, styles, dcoefs, noise, bias, q = inputs
         ctx.save_for_backward(x, weight, styles, dcoefs, noise, bias, output[1])
-        ctx.padding, ctx.p = padding, p
+        ctx.q = q
+        # no_weight_gradients() skips a leaf-derived weight's gradient only (decided now, read at backward)
+        ctx.weight_leaf_derived = is_leaf_derived(weight)
         ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, gy, gc):
         x, weight, styles, dcoefs, noise, bias, c = ctx.saved_tensors
         need_x, need_w, need_s, need_d, need_noise, need_b = ctx.needs_input_grad[:6]
-        grads = [None] * 9
+        q = ctx.q
+        grads = [None] * 7
         if gy is None and gc is None:
             return tuple(grads)
         g_conv = gc
         if gy is not None:
-            g_conv, grads[3], grads[4], grads[5] = _epilogue_vjp(gy, c, dcoefs, noise, bias, ctx.p, True, need_d,
+            g_conv, grads[3], grads[4], grads[5] = _epilogue_vjp(gy, c, dcoefs, noise, bias, q.epilogue, True, need_d,
                                                                  need_noise, need_b)
             if gc is not None:
                 g_conv = g_conv + gc
         want_x = need_x or need_s
-        want_w = need_w and not weight_gradients_disabled()
+        want_w = need_w and not skip_weight_gradient(ctx.weight_leaf_derived)
         if want_x or want_w:
             acc = torch.promote_types(x.dtype, torch.float32)
             s4 = styles.to(x.dtype)[:, :, None, None]
             g_xs, g_w, _ = torch.ops.aten.convolution_backward(
-                g_conv.to(x.dtype), x * s4, weight.to(x.dtype), None, [1, 1], list(ctx.padding), [1, 1], False,
+                g_conv.to(x.dtype), x * s4, weight.to(x.dtype), None, [1, 1], [q.pad_y, q.pad_x], [1, 1], False,
                 [0, 0], 1, [want_x, want_w, False])
             if need_x:
                 grads[0] = g_xs * s4
@@ -198,47 +286,56 @@ class _ModconvBiasAct(torch.autograd.Function):
         return tuple(grads)
 
 
+cache_signatures(_ZeroDerivative, _DemodBiasAct, _ModconvBiasAct)
+
+
 # ---------------------------------------------------------------------------------------------------
-# entry point (called by gan_fast.ops.modulated_conv2d_bias_act after validation)
+# entry point
 
 
 def _dcoefs(x, weight, styles, demodulate):
     if not demodulate:
         return None
-    if x.dtype == torch.float64:  # _Demod's kernel computes in float32
+    if x.dtype == torch.float64:  # the demodulation kernel computes in float32
         wsq = weight.square().sum(dim=(2, 3))  # [O, I]
         return (styles.square() @ wsq.t() + DEMOD_EPS).rsqrt()
-    return _Demod.apply(styles, weight)
+    return demod(styles, weight)
 
 
-def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
-                              bias: Optional[torch.Tensor], noise: Optional[torch.Tensor], up: int, down: int,
-                              padding: Tuple[int, int, int, int], resample_filter: Optional[torch.Tensor],
-                              demodulate: bool, flip_weight: bool, act_code: int, alpha: float, gain: float,
-                              clamp: Optional[float], algorithm: str, impl: str) -> torch.Tensor:
-    """The fused layer; arguments already validated by ``gan_fast.ops.modulated_conv2d_bias_act``.
-
-    ``algorithm='implicit_gemm'`` needs up = down = 1, symmetric padding and flip_weight.
-    """
+def run(impl: str, p: ModulatedConv2dBiasActParams, x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
+        bias: Optional[torch.Tensor], noise: Optional[torch.Tensor],
+        resample_filter: Optional[torch.Tensor]) -> torch.Tensor:
+    """``modulated_conv2d_bias_act`` on backend ``impl``: 'ref' (the reference composition) or 'triton'
+    (algorithm ``p.algorithm``); ``p`` from ``gan_fast.params.modulated_conv2d.validate_bias_act``, the other
+    tensors already in x's dtype."""
+    if impl == "ref":
+        y = modconv_reference.modulated_conv2d(x, weight, styles, noise, p.up, p.down, p.padding, resample_filter,
+                                               p.demodulate, p.flip_weight, False)
+        return bias_act_reference.bias_act(y, bias, 1, p.act, p.alpha, p.gain, p.clamp)
     if impl != "triton":
-        raise ValueError(f"modulated_conv2d_bias_act has no fused {impl!r} backend (only 'triton')")
+        raise ValueError(f"modulated_conv2d_bias_act: no {impl!r} backend (it has {list(SPEC.backends)})")
     device_type = x.device.type
     if x.dtype != torch.float64 and torch.is_autocast_enabled(device_type):
         x = x.to(torch.get_autocast_dtype(device_type))  # autocast's convolution policy (it cannot see inside)
-    if needs_fp16_prenormalization(x, demodulate):
+    if needs_fp16_prenormalization(x, p.demodulate):
         weight, styles = prenormalize_fp16(weight, styles)
-    dcoefs = _dcoefs(x, weight, styles, demodulate)
-    p = _params(act_code, alpha, gain, clamp)
+    dcoefs = _dcoefs(x, weight, styles, p.demodulate)
+    e = Epilogue(activations.ACTIVATIONS[p.act].code, p.alpha, p.gain, p.clamp,
+                 BiasActParams(1, p.act, p.alpha, p.gain, p.clamp))
 
-    if algorithm == "implicit_gemm":
+    if p.algorithm == "implicit_gemm":
         tensors = (x, weight, styles, dcoefs, noise, bias)
-        store_c = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-        y, _ = _ModconvBiasAct.apply(*tensors, (padding[2], padding[0]), p, store_c)
+        if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)):
+            # nothing to differentiate: one launch, no Function.apply and no saved convolution
+            return _fwd_op(*tensors, p.padding[2], p.padding[0], e.code, e.alpha, e.gain, e.clamp, False)[0]
+        y, _ = _ModconvBiasAct.apply(*tensors, Gemm(p.padding[2], p.padding[0], e))
         return y
     if x.dtype == torch.float64:  # the Triton scale/FIR kernels compute in float32
-        c = reference_conv2d_resample(x * styles[:, :, None, None], weight, resample_filter, up, down, padding,
-                                      flip_weight=flip_weight)
+        c = reference_conv2d_resample(x * styles[:, :, None, None], weight, resample_filter, p.up, p.down, p.padding,
+                                      flip_weight=p.flip_weight)
     else:
-        c = conv2d_resample(_scale_channels(x, styles, None), weight.to(x.dtype),
-                            resample_filter, up, down, padding, flip_weight=flip_weight)
-    return _DemodBiasAct.apply(c, dcoefs, noise, bias, p)
+        c = conv2d_resample(scale_channels(x, styles, None), weight.to(x.dtype), resample_filter, p.up, p.down,
+                            p.padding, flip_weight=p.flip_weight)
+    if not (torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (c, dcoefs, noise, bias))):
+        return _epilogue_op(c, dcoefs, noise, bias, e.code, e.alpha, e.gain, e.clamp)  # no Function.apply
+    return _DemodBiasAct.apply(c, dcoefs, noise, bias, e)

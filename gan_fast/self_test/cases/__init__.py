@@ -8,8 +8,8 @@ compute float32 products in TF32, ``TF32 = True``.
 """
 
 from ..judge import Entry
-from . import (bias_act, filtered_lrelu, gradient_norm_penalty, minibatch_discrimination, power_iteration,
-               spectral_norm_multi, spectral_normalize, upfirdn2d)
+from . import (bias_act, filtered_lrelu, gradient_norm_penalty, minibatch_discrimination, modulated_conv2d,
+               modulated_conv2d_bias_act, power_iteration, spectral_norm_multi, spectral_normalize, upfirdn2d)
 
 __all__ = ["REGISTRY"]
 
@@ -22,4 +22,10 @@ REGISTRY = {
     "spectral_normalize:many": Entry(spectral_norm_multi.CASES, spectral_norm_multi.BACKENDS),
     "gradient_norm_penalty": Entry(gradient_norm_penalty.CASES, gradient_norm_penalty.BACKENDS),
     "minibatch_discrimination": Entry(minibatch_discrimination.CASES, minibatch_discrimination.BACKENDS),
+    "modulated_conv2d": Entry(modulated_conv2d.CASES, modulated_conv2d.BACKENDS, tf32=modulated_conv2d.TF32),
+    "modulated_conv2d_bias_act": Entry(modulated_conv2d_bias_act.CASES, modulated_conv2d_bias_act.BACKENDS,
+                                       tf32=modulated_conv2d_bias_act.TF32),
+    "modulated_conv2d_bias_act:implicit_gemm": Entry(modulated_conv2d_bias_act.IMPLICIT_GEMM_CASES,
+                                                     modulated_conv2d_bias_act.BACKENDS,
+                                                     tf32=modulated_conv2d_bias_act.TF32),
 }
