@@ -270,17 +270,3 @@ def prepare(device: Optional[torch.device] = None, dtypes: Optional[Sequence[tor
         for dt in (dtypes or self_test.dtypes(device)):
             out[(spec.name, dt)] = choose(spec, None, device, dt, numel=float("inf"))
     return out
-
-
-# ------------------------------------------------------------------------------------ migration shim (temporary)
-
-
-def resolve(op, impl, device, fast, dtype=None, numel=0, min_numel=None):  # pragma: no cover - removed after migration
-    spec = _SHIM_SPECS.get((op, id(fast)))
-    if spec is None:
-        spec = _SHIM_SPECS[(op, id(fast))] = OpSpec(op, op.partition(":")[0], {k: tuple(v) for k, v in fast.items()},
-                                                    min_numel=min_numel or {})
-    return choose(spec, impl, device, dtype, numel)
-
-
-_SHIM_SPECS: Dict[tuple, OpSpec] = {}

@@ -60,8 +60,6 @@ def fast_backends(spec) -> list:
     """The fast backends of an op (its ``gan_fast.backends.<op>.SPEC``), for parametrizing tests on this
     machine's test device. A backend that cannot run here is still listed: its tests skip (or, when required,
     fail) with the reason (see the module docstring)."""
-    if isinstance(spec, dict):  # migration shim (temporary): an old FAST_BACKENDS dict
-        return sorted({b for order in spec.values() for b in order})
     return [b for b in spec.backends if b != "ref"]
 
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gan_fast import backend
+from gan_fast import backend, config
 from gan_fast.compat import bias_act, conv2d_gradfix, conv2d_resample, fma, upfirdn2d
 from gan_fast.reference.conv2d_resample import conv2d_resample as ref_conv2d_resample
 
@@ -97,16 +97,16 @@ def test_compat_bias_act_matches_definition(act):
     torch.testing.assert_close(bias_act.bias_act(x, b, act=act, alpha=0.3, gain=0.7, clamp=0.5), want)
 
 
-def _record_resolve(monkeypatch):
+def _record_choices(monkeypatch):
     """Records (op, impl argument, chosen backend) of every backend choice."""
     calls = []
-    resolve = backend.resolve
+    choose = backend.choose
 
-    def spy(op, impl, *args, **kwargs):
-        chosen = resolve(op, impl, *args, **kwargs)
-        calls.append((op, impl, chosen))
+    def spy(spec, impl, *args, **kwargs):
+        chosen = choose(spec, impl, *args, **kwargs)
+        calls.append((spec.name, impl, chosen))
         return chosen
-    monkeypatch.setattr(backend, "resolve", spy)
+    monkeypatch.setattr(backend, "choose", spy)
     return calls
 
 
@@ -125,17 +125,17 @@ _DEFAULT = object()
 
 
 def test_impl_cuda_is_the_automatic_choice(monkeypatch):
-    calls = _record_resolve(monkeypatch)
+    calls = _record_choices(monkeypatch)
     for impl in [_DEFAULT, "cuda", "CUDA"]:
         _compat_calls(impl)
     assert calls and all(impl is None for _, impl, _ in calls)
     calls.clear()
     _compat_calls("ref")
     assert calls and all(impl == "ref" == chosen for _, impl, chosen in calls)
-    # GAN_FAST_IMPL still applies to the automatic choice (Triton runs on CPU under the test interpreter).
+    # A forced backend still applies to the automatic choice (Triton runs on CPU under the test interpreter).
     calls.clear()
-    monkeypatch.setenv("GAN_FAST_IMPL", "triton")
-    _compat_calls("cuda")
+    with config.use_backend("triton"):
+        _compat_calls("cuda")
     assert calls and all(chosen == "triton" for _, _, chosen in calls)
 
 

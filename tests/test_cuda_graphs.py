@@ -15,10 +15,10 @@ import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 # What a forward or backward call runs: public ops, the autograd glue, the Triton launchers, the modules.
-HOT_PATHS = ["gan_fast/ops", "gan_fast/fused", "gan_fast/reference", "kernels", "gan_fast/nn", "gan_fast/regularizers",
+HOT_PATHS = ["gan_fast/ops", "gan_fast/backends", "gan_fast/params", "gan_fast/reference", "kernels", "gan_fast/nn", "gan_fast/regularizers",
              "gan_fast/losses.py", "gan_fast/conv2d_gradfix.py", "gan_fast/models/stylegan2.py"]
 SYNCING_METHODS = {"item", "cpu", "tolist", "numpy", "nonzero", "synchronize"}
-ALLOWED = {"kernels/compile_check.py"}  # a command-line tool, not a hot path
+ALLOWED: set = set()  # files of HOT_PATHS that may synchronise (none)
 
 
 def _syncing_calls(source: str):

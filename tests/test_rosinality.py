@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import gan_fast.compat.rosinality as op
-from gan_fast import backend, conv2d_gradfix as core_gradfix, regularizers
+from gan_fast import backend, config, conv2d_gradfix as core_gradfix, regularizers
 from gan_fast.compat.rosinality import FusedLeakyReLU, conv2d_gradfix, fused_leaky_relu, upfirdn2d
 from parity import assert_close_scaled
 
@@ -273,10 +273,10 @@ def _assert_steps_close(got, want):
         assert_close_scaled(a, b, 1e-4)
 
 
-def test_generator_block_matches_definition_to_second_order(monkeypatch):
-    monkeypatch.setenv("GAN_FAST_IMPL", "ref")
+def test_generator_block_matches_definition_to_second_order():
     ours, definition, inputs = _block_pair(F64)
-    y, pen, grads = _r1_step(ours, inputs)
+    with config.use_backend("ref"):
+        y, pen, grads = _r1_step(ours, inputs)
     y_d, pen_d, grads_d = _r1_step(definition, inputs)
     torch.testing.assert_close(y, y_d)
     torch.testing.assert_close(pen, pen_d)
@@ -285,27 +285,27 @@ def test_generator_block_matches_definition_to_second_order(monkeypatch):
 
 
 @pytest.mark.parametrize("impl", ["cpp", "triton"])
-def test_generator_block_fast_backends_match_ref(impl, monkeypatch):
-    """The block on each fast backend (forced by GAN_FAST_IMPL; Triton under the interpreter here)
-    against impl='ref': output, R1 penalty and its gradients (second order)."""
+def test_generator_block_fast_backends_match_ref(impl):
+    """The block on each fast backend (forced with gan_fast.config.use_backend; Triton under the interpreter
+    here) against impl='ref': output, R1 penalty and its gradients (second order)."""
     if not backend.available_backends("cpu")[impl][0]:
         pytest.skip(f"{impl} cannot run on CPU tensors here")
     ours, _, inputs = _block_pair(torch.float32)
-    monkeypatch.setenv("GAN_FAST_IMPL", "ref")
-    want = _r1_step(ours, inputs)
-    monkeypatch.setenv("GAN_FAST_IMPL", impl)
-    got = _r1_step(ours, inputs)
+    with config.use_backend("ref"):
+        want = _r1_step(ours, inputs)
+    with config.use_backend(impl):
+        got = _r1_step(ours, inputs)
     _assert_steps_close(got, want)
 
 
 @pytest.mark.gpu
-def test_generator_block_on_cuda_matches_ref(monkeypatch):
+def test_generator_block_on_cuda_matches_ref():
     """CUDA tensors, the automatic backends (Triton / the CUDA extension) against impl='ref'."""
     ours, _, inputs = _block_pair(torch.float32)
     ours, inputs = ours.cuda(), [t.cuda() for t in inputs]
     got = _r1_step(ours, inputs)
-    monkeypatch.setenv("GAN_FAST_IMPL", "ref")
-    want = _r1_step(ours, inputs)
+    with config.use_backend("ref"):
+        want = _r1_step(ours, inputs)
     _assert_steps_close(got, want)
 
 

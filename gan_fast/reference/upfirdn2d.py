@@ -46,11 +46,12 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple
     if c == 0:  # a grouped convolution needs groups >= 1: filter the (no) planes as a batch of one-channel images
         x = x.reshape(0, 1, x.shape[2], x.shape[3])
         planes = 1
-    if f.ndim == 2:
-        x = F.conv2d(x, (f * gain)[None, None].repeat(planes, 1, 1, 1), groups=planes)
+    fg = f * gain if gain != 1 else f
+    if f.ndim == 2:  # one filter per plane: a view, not a copy
+        x = F.conv2d(x, fg[None, None].expand(planes, 1, *f.shape), groups=planes)
     else:  # separable: the whole gain on the first pass (a negative gain has no real square root)
-        x = F.conv2d(x, (f * gain)[None, None, None, :].repeat(planes, 1, 1, 1), groups=planes)
-        x = F.conv2d(x, f[None, None, :, None].repeat(planes, 1, 1, 1), groups=planes)
+        x = F.conv2d(x, fg[None, None, None, :].expand(planes, 1, 1, f.shape[0]), groups=planes)
+        x = F.conv2d(x, f[None, None, :, None].expand(planes, 1, f.shape[0], 1), groups=planes)
     if c == 0:
         x = x.reshape(n, 0, x.shape[2], x.shape[3])
 

@@ -55,8 +55,6 @@ def register(name: str, case_list: Union[Case, Sequence[Case]], backends: Sequen
              tf32: bool = False) -> None:
     """Registers the cases that check the fast ``backends`` of op ``name`` (an op added outside gan_fast, or a
     test's planted op); ``tf32`` as :class:`~gan_fast.self_test.judge.Entry`."""
-    if isinstance(backends, dict):  # migration shim (temporary): the old FAST_BACKENDS argument
-        backends = tuple(sorted({b for order in backends.values() for b in order}))
     _registry()
     _CASES[name] = Entry((case_list,) if callable(case_list) else tuple(case_list), tuple(backends), bool(tf32))
 
