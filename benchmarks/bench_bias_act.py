@@ -7,11 +7,10 @@ from typing import List
 import torch
 
 from gan_fast import ops
+from gan_fast.backends import bias_act as backends
 
 from . import presets
-from .harness import Case, op_module as _op
-
-op_module = _op("bias_act")
+from .harness import Case
 
 OP = "bias_act"
 
@@ -25,12 +24,9 @@ def _case(n: int, c: int, h: int, dtype, clamp, name: str, prio: int) -> Case:
     def run(t, impl):
         return ops.bias_act(t["x"], t["b"], act="lrelu", clamp=clamp, impl=impl)
 
-    elt = n * c * h * h * torch.finfo(dtype).bits // 8
     return Case(op=OP, name=name, shape=f"[{n}, {c}, {h}, {h}] lrelu{' clamp=' + str(clamp) if clamp else ''}",
-                dtype=dtype, make=make, run=run, diff=("x", "b"), first=("x",), op_modules=(op_module,),
-                passes=("fwd", "fwdbwd", "dbl"),
-                # fwd: read x, write y; fwd+bwd adds read dy, read x, write dx (db is a reduction of dx)
-                bytes_moved={"fwd": 2 * elt, "fwdbwd": 5 * elt}, priority=prio)
+                dtype=dtype, make=make, run=run, diff=("x", "b"), first=("x",), specs=(backends.SPEC,),
+                passes=("fwd", "fwdbwd", "dbl"), priority=prio)
 
 
 def cases(preset: str, device: torch.device) -> List[Case]:

@@ -22,13 +22,12 @@ from typing import List
 
 import torch
 
+from gan_fast.backends import filtered_lrelu as backends
 from gan_fast.nn.alias_free import AliasFreeSynthesisLayer, stylegan3_layer_configs
-from gan_fast.ops.filtered_lrelu import filtered_lrelu
+from gan_fast.ops import filtered_lrelu
 
 from . import presets
-from .harness import Case, op_module as _op
-
-op_module = _op("filtered_lrelu")
+from .harness import Case
 
 OP = "filtered_lrelu"
 SG3_RES, SG3_BATCH = 256, 8
@@ -59,7 +58,7 @@ def _case(cfg, index: int, n: int, dtype: torch.dtype, prio: int, err_batch=None
     shape = (f"#{index} [{n}, {c}, {h}, {w}] -> [{y.shape[2]}, {y.shape[3]}], up {layer.up_factor} "
              f"({layer.up_taps} taps) down {layer.down_factor} ({layer.down_taps} taps) padding {list(layer.padding)}")
     return Case(op=OP, name=f"L{index}_{h}to{y.shape[2]}px_up{layer.up_factor}", shape=shape, dtype=dtype,
-                make=make, run=run, diff=("x", "b"), op_modules=(op_module,), passes=("fwd", "fwdbwd"),
+                make=make, run=run, diff=("x", "b"), specs=(backends.SPEC,), passes=("fwd", "fwdbwd"),
                 err_batch=err_batch, priority=prio,
                 note="StyleGAN3-T layer geometry and filters" + (f"; max_abs_err at batch {err_batch}"
                                                                  if err_batch else ""))

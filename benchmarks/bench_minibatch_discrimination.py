@@ -9,12 +9,12 @@ from typing import List
 
 import torch
 
-from gan_fast.ops.minibatch_discrimination import minibatch_discrimination
+from gan_fast.backends import minibatch_discrimination as backends
+from gan_fast.ops import minibatch_discrimination
 
 from . import presets
-from .harness import Case, op_module as _op
+from .harness import Case
 
-op_module = _op("minibatch_discrimination")
 PAPER_B, PAPER_C = 100, 5
 
 
@@ -28,7 +28,7 @@ def _case(n: int, dtype, prio: int) -> Case:
         return minibatch_discrimination(t["m"], impl=impl)
 
     return Case(op="minibatch_discrimination", name=f"N{n}", shape=f"M [{n}, {PAPER_B}, {PAPER_C}]", dtype=dtype,
-                make=make, run=run, diff=("m",), op_modules=(op_module,), passes=("fwd", "fwdbwd", "dbl"),
+                make=make, run=run, diff=("m",), specs=(backends.SPEC,), passes=("fwd", "fwdbwd", "dbl"),
                 priority=prio, items_per_call=n,
                 note="the pairwise part of MinibatchDiscrimination(A, 100, 5); dbl = its second order (R1)")
 

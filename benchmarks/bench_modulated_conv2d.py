@@ -7,11 +7,10 @@ from typing import List
 import torch
 
 from gan_fast import ops
+from gan_fast.backends import modulated_conv2d as backends
 
 from . import presets
-from .harness import Case, op_module as _op
-
-op_module = _op("modulated_conv2d")
+from .harness import Case
 
 OP = "modulated_conv2d"
 FIR = [1, 3, 3, 1]
@@ -36,7 +35,7 @@ def _case(layer: str, n: int, cin: int, cout: int, res: int, dtype, prio: int, e
                                     impl=impl)
 
     return Case(op=OP, name=f"{layer}_{res}px", shape=f"x [{n}, {cin}, {h}, {h}] w [{cout}, {cin}, 3, 3] up {up}",
-                dtype=dtype, make=make, run=run, diff=("x", "w", "s"), first=("x",), op_modules=(op_module,),
+                dtype=dtype, make=make, run=run, diff=("x", "w", "s"), first=("x",), specs=(backends.SPEC,),
                 passes=("fwd", "fwdbwd", "dbl"), variants=VARIANTS, err_batch=err_batch, priority=prio,
                 note="speedups vs the faster of eager fused/unfused" +
                      (f"; max_abs_err at batch {err_batch}" if err_batch else ""))

@@ -2,9 +2,10 @@
 clamp), at stride 1 and in its up-2 form.
 
 Backends: ``triton`` is what ``gan_fast.nn.SynthesisLayer`` runs in training (cuDNN convolution, then one fused
-epilogue kernel); ``triton:implicit_gemm`` the whole stride-1 layer in one Triton kernel — the measurement DESIGN.md
-asks for before a Triton convolution replaces cuDNN (``DEFAULT_ALGORITHM`` in the op module); ``composed:IMPL`` is
-``bias_act(modulated_conv2d(..., fused_modconv=False))`` with IMPL forced on both (two epilogue passes).
+epilogue kernel); ``triton:implicit_gemm`` the whole stride-1 layer in one Triton kernel — the measurement that
+decides whether a Triton convolution replaces cuDNN (``DEFAULT_ALGORITHM`` in ``gan_fast.params.modulated_conv2d``);
+``composed:IMPL`` is ``bias_act(modulated_conv2d(..., fused_modconv=False))`` with IMPL on both (two epilogue
+passes).
 """
 
 from __future__ import annotations
@@ -14,12 +15,13 @@ from typing import List
 import torch
 
 from gan_fast import ops
+from gan_fast.backends import bias_act as bias_act_backends
+from gan_fast.backends import modulated_conv2d as modconv_backends
+from gan_fast.backends import modulated_conv2d_bias_act as backends
+from gan_fast.params.modulated_conv2d import DEFAULT_ALGORITHM
 
 from . import presets
-from .harness import Case, fast_backends, op_module as _op
-
-op_module = _op("modulated_conv2d_bias_act")
-composed_modules = (_op("modulated_conv2d"), _op("bias_act"))
+from .harness import Case, fast_backends
 
 OP = "modulated_conv2d_bias_act"
 CLAMP = 256.0  # StyleGAN2's conv_clamp under mixed precision
@@ -63,18 +65,18 @@ def _case(n: int, ch: int, res: int, dtype, prio: int, device: torch.device, up:
             t["f"] = ops.setup_filter([1, 3, 3, 1], device=device)
         return t
 
-    both = [impl for impl in fast_backends(composed_modules[:1], device)[0]
-            if impl in fast_backends(composed_modules[1:], device)[0]]
+    both = [impl for impl in fast_backends((modconv_backends.SPEC,), device)[0]
+            if impl in fast_backends((bias_act_backends.SPEC,), device)[0]]
     extra = {f"composed:{impl}": _composed(impl) for impl in both}
-    if up == 1 and "triton" in fast_backends((op_module,), device)[0]:
+    if up == 1 and "triton" in fast_backends((backends.SPEC_IMPLICIT_GEMM,), device)[0]:
         extra["triton:implicit_gemm"] = _implicit_gemm
     name = f"conv1_{res}px" if up == 1 else f"conv0_up_{res}px"
     return Case(op=OP, name=name, shape=f"x [{n}, {ch}, {res // up}, {res // up}] w [{ch}, {ch}, 3, 3] "
                 f"{'up 2 ' if up > 1 else ''}lrelu",
                 dtype=dtype, make=make, run=_layer, diff=("x", "w", "s", "b"), first=("x",),
-                op_modules=(op_module,), passes=("fwd", "fwdbwd", "dbl"), extra_baselines=extra,
-                err_batch=err_batch, priority=prio,
-                record_fields={"triton": {"algorithm": op_module.DEFAULT_ALGORITHM},
+                specs=(backends.SPEC,), passes=("fwd", "fwdbwd", "dbl"), extra_baselines=extra,
+                err_batch=err_batch, priority=prio, count_extras=tuple(extra),
+                record_fields={"triton": {"algorithm": DEFAULT_ALGORITHM},
                                "triton:implicit_gemm": {"algorithm": "implicit_gemm"}},
                 note="triton = cuDNN conv + one fused epilogue; triton:implicit_gemm = the one-kernel layer; "
                      "composed:IMPL = modulated_conv2d + bias_act with IMPL" +

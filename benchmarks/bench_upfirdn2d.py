@@ -7,11 +7,10 @@ from typing import List
 import torch
 
 from gan_fast import ops
+from gan_fast.backends import upfirdn2d as backends
 
 from . import presets
-from .harness import Case, op_module as _op
-
-op_module = _op("upfirdn2d")
+from .harness import Case
 
 OP = "upfirdn2d"
 FIR = [1, 3, 3, 1]
@@ -32,7 +31,7 @@ def _case(kind: str, n: int, c: int, h: int, dtype, prio: int) -> Case:
 
     out_h = h * 2 if kind == "up2" else h // 2
     return Case(op=OP, name=f"{kind}_{h}to{out_h}", shape=f"[{n}, {c}, {h}, {h}] {kind} f=[1,3,3,1]", dtype=dtype,
-                make=make, run=run, diff=("x",), op_modules=(op_module,), passes=("fwd", "fwdbwd", "dbl"),
+                make=make, run=run, diff=("x",), specs=(backends.SPEC,), passes=("fwd", "fwdbwd", "dbl"),
                 priority=prio)
 
 

@@ -7,7 +7,9 @@ measured when a step runs out of time:
 1. **preflight** (seconds; at most 60): CUDA usable, a one-line Triton kernel compiles and runs, and which of nvcc, ninja and
    ``Python.h`` exist. Without CUDA the run stops here with status 2 and says so.
 2. **install**: ``pip install --no-deps --no-build-isolation -e .`` without the C++ extension (seconds); if that
-   fails, the checkout is used in place (``PYTHONPATH``; ``gan_fast.kernels`` resolves there too).
+   fails, every later step runs in a staged tree (:func:`stage_checkout`: a temporary folder of symlinks to the
+   checkout in which ``gan_fast/kernels`` and ``gan_fast/csrc`` exist, as an install lays them out), with that
+   folder as the working directory and on ``PYTHONPATH``.
 3. **self-test**: ``gan-fast-self-test --device cuda``, one process per op in parallel: every op x fast backend
    x dtype (float32, float16, bfloat16) judged against float64 ``ref`` (and it warms Triton's cache).
 4. **decisive benchmarks** (``python -m benchmarks --preset decisive --no-compile``): the synthesis layer's
@@ -19,11 +21,13 @@ measured when a step runs out of time:
    tests, never the timings).
 6. **cpp**: if the extension built, its self-test, its benchmark rows (bias_act, upfirdn2d) and its tests.
 7. **compile rows**: ``torch.compile`` (default mode) of the top decisive cases, if time is left.
-8. **report**: ``python -m benchmarks.report`` over this run's JSON -> ``report.md`` (rows whose error against
-   float64 exceeds their dtype's bound are marked WRONG and their speedups never quoted).
+8. **report**: ``python -m benchmarks.report --include-partial`` over this run's JSON -> ``report.md`` (rows whose
+   error against float64 exceeds their dtype's bound are marked WRONG and their speedups never quoted; a run cut
+   short by its budget is labelled partial).
 
 Output folder (at most 8 files): ``gpu.log`` (every step's output), ``preflight.json``,
-``bench-decisive*.json``, ``report.md``, ``summary.json``. The last lines printed are a summary.
+``bench-decisive*.json`` (``-partial`` when a step's budget cut it short), ``report.md``, ``summary.json``. The
+last lines printed are a summary.
 Exit status: 0 when the report was written, 2 without CUDA, 1 otherwise.
 
 This module imports only the standard library: every step runs in a subprocess of ``--python``.
@@ -40,6 +44,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from typing import Dict, List, Optional, Sequence
 
@@ -68,6 +73,33 @@ STEPS = {
 REPORT_RESERVE = 15  # always kept for the report (and the summary)
 
 
+def stage_checkout(root: str, dest: str) -> str:
+    """Lays the checkout ``root`` out in ``dest`` as an install would, without copying it: ``dest/gan_fast`` is a
+    folder of symlinks to ``root/gan_fast``'s entries plus ``kernels`` -> ``root/kernels`` and ``csrc`` ->
+    ``root/csrc`` (``gan_fast.kernels`` and ``gan_fast.csrc`` are mapped there by ``setup.py``); every other
+    top-level entry of ``root`` (``benchmarks``, ``tests``, ``pyproject.toml`` ...) is a symlink. Returns ``dest``:
+    a working directory (and ``PYTHONPATH`` entry) from which ``import gan_fast.kernels`` works without an
+    install."""
+    os.makedirs(dest, exist_ok=True)
+    for name in os.listdir(root):
+        if name in ("gan_fast", ".git"):
+            continue
+        target = os.path.join(dest, name)
+        if not os.path.lexists(target):
+            os.symlink(os.path.join(root, name), target)
+    pkg = os.path.join(dest, "gan_fast")
+    os.makedirs(pkg, exist_ok=True)
+    for name in os.listdir(os.path.join(root, "gan_fast")):
+        target = os.path.join(pkg, name)
+        if not os.path.lexists(target):
+            os.symlink(os.path.join(root, "gan_fast", name), target)
+    for name, src in (("kernels", "kernels"), ("csrc", "csrc")):
+        target = os.path.join(pkg, name)
+        if os.path.isdir(os.path.join(root, src)) and not os.path.lexists(target):
+            os.symlink(os.path.join(root, src), target)
+    return dest
+
+
 class Run:
     def __init__(self, out: str, total: float, python: str, shards: int):
         self.out, self.total, self.python, self.shards = out, total, python, shards
@@ -80,6 +112,8 @@ class Run:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("GAN_FAST_") and k != "TRITON_INTERPRET"}
         self.env.update(PYTHONUNBUFFERED="1", GAN_FAST_EXT="0")
         self.children: List[subprocess.Popen] = []
+        self.cwd = ROOT           # the staged tree when the install failed (stage_checkout)
+        self.stage: Optional[str] = None
 
     # -------------------------------------------------------------------------------------------- plumbing
 
@@ -108,19 +142,22 @@ class Run:
 
     def start(self, cmd: Sequence[str], log_path: str, env: Optional[Dict] = None) -> subprocess.Popen:
         with open(log_path, "ab") as f:
-            proc = subprocess.Popen(list(cmd), stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env or self.env,
+            proc = subprocess.Popen(list(cmd), stdout=f, stderr=subprocess.STDOUT, cwd=self.cwd, env=env or self.env,
                                     start_new_session=True)
         self.children.append(proc)
         return proc
 
     def kill_children(self) -> None:
-        """Every process group still running is killed (this run ends; a warm machine must not keep them)."""
+        """Every process group still running is killed (this run ends; a warm machine must not keep them), and the
+        staged tree (symlinks only) removed."""
         for proc in self.children:
             if proc.poll() is None:
                 try:
                     os.killpg(proc.pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
+        if self.stage:
+            shutil.rmtree(self.stage, ignore_errors=True)
 
     @staticmethod
     def stop(proc: subprocess.Popen, sig: int = signal.SIGINT, grace: float = 10.0) -> None:
@@ -197,8 +234,11 @@ class Run:
         rc = None if t is None else self.step("install", self.py("-m", "pip", "install", "--no-deps",
                                                                  "--no-build-isolation", "-e", "."), t, env)
         if rc != 0:
-            self.env["PYTHONPATH"] = ROOT + os.pathsep + self.env.get("PYTHONPATH", "")
-            self.log("install: using the checkout in place (PYTHONPATH)")
+            self.stage = stage_checkout(ROOT, tempfile.mkdtemp(prefix="gan_fast_stage_"))
+            self.cwd = self.stage
+            self.env["PYTHONPATH"] = self.stage + os.pathsep + self.env.get("PYTHONPATH", "")
+            self.log(f"install: using the checkout through a staged tree {self.stage} (gan_fast/kernels linked in; "
+                     "working directory and PYTHONPATH)")
 
     def self_test(self, ops_pattern: Optional[str] = None, tag: str = "self-test", env=None) -> None:
         t = self.grant("self-test", tag=tag)
@@ -223,9 +263,8 @@ class Run:
     def op_names(self) -> List[str]:
         """The registered self-test ops (one process each), read without importing torch here."""
         try:
-            out = subprocess.run(self.py("-c", "import gan_fast.ops, gan_fast.self_test as s; "
-                                              "print(' '.join(sorted(s._CASES)))"),
-                                 cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=60)
+            out = subprocess.run(self.py("-c", "import gan_fast.self_test as s; print(' '.join(sorted(s.registered())))"),
+                                 cwd=self.cwd, env=self.env, capture_output=True, text=True, timeout=60)
             names = out.stdout.split()
         except subprocess.TimeoutExpired:
             names = []
@@ -329,8 +368,8 @@ class Run:
         path = os.path.join(self.out, "report.md")
         try:
             with open(path, "w") as f:
-                rc = subprocess.call(self.py("-m", "benchmarks.report", *jsons), stdout=f,
-                                     stderr=subprocess.STDOUT, cwd=ROOT, env=self.env, timeout=60)
+                rc = subprocess.call(self.py("-m", "benchmarks.report", "--include-partial", *jsons), stdout=f,
+                                     stderr=subprocess.STDOUT, cwd=self.cwd, env=self.env, timeout=60)
         except subprocess.TimeoutExpired:
             rc = None
         self.summary["report"] = {"rc": rc, "files": [os.path.basename(p) for p in jsons]}

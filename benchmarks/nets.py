@@ -2,9 +2,11 @@
 ``gan_fast.ops``, for the R1 and path-length step benchmarks.
 
 They are not the library's models (``gan_fast.models``, timed end to end in
-``bench_e2e``): they exist so that the two double-backward steps can be timed
-on config-F shapes with every backend forced on every op that has it, and
-compared against a float64 run of the same function. Shapes follow StyleGAN2
+``bench_stylegan2_iteration``): they exist so that the two double-backward steps can be timed
+on config-F shapes with a backend forced on every op that has it (each op gets an explicit ``impl``,
+:func:`benchmarks.harness.impl_for`: the requested backend where the op has it, else ``ref``, as
+``gan_fast.config.use_backend`` behaves; an explicit argument, unlike a ``use_backend`` block, reaches inside a
+``torch.compile`` trace), and compared against a float64 run of the same function. Shapes follow StyleGAN2
 config F: channels ``min(channel_base // res, channel_max)``; the D is the
 resnet architecture with a minibatch-stddev epilogue, the G synthesis network
 the skip architecture with constant noise (``noise_mode='const'``).
@@ -19,23 +21,16 @@ import torch
 import torch.nn.functional as F
 
 from gan_fast import ops
-from .harness import op_module
+from gan_fast.backends import bias_act as _bias_act
+from gan_fast.backends import gradient_norm_penalty as _gnp
+from gan_fast.backends import modulated_conv2d as _modconv
+from gan_fast.backends import upfirdn2d as _upfirdn2d
 
-_bias_act_mod = op_module("bias_act")
-_gnp_mod = op_module("gradient_norm_penalty")
-_modconv_mod = op_module("modulated_conv2d")
-_upfirdn2d_mod = op_module("upfirdn2d")
+from .harness import impl_for
 
-D_OPS = (_bias_act_mod, _upfirdn2d_mod, _gnp_mod)
-G_OPS = (_modconv_mod, _bias_act_mod, _upfirdn2d_mod)
+D_SPECS = (_bias_act.SPEC, _upfirdn2d.SPEC, _gnp.SPEC)
+G_SPECS = (_modconv.SPEC, _bias_act.SPEC, _upfirdn2d.SPEC)
 FIR = [1, 3, 3, 1]
-
-
-def impl_for(op_mod, impl: str, device: torch.device) -> str:
-    """``impl`` when the op has that backend for the device, else ``ref`` (as GAN_FAST_IMPL behaves)."""
-    if impl == "ref" or impl not in op_mod.FAST_BACKENDS.get(device.type, ()):
-        return "ref"
-    return impl
 
 
 def channels(res: int, base: int, cmax: int) -> int:
@@ -76,20 +71,19 @@ def d_params(img_res: int, base: int, cmax: int, device, dtype) -> Dict[str, tor
 
 
 def _conv_act(x, w, b, impl, down=1, f=None, act="lrelu", clamp=None):
-    dev = x.device
     w = w * (1 / math.sqrt(w[0].numel()))
     k = w.shape[-1]
     if down == 2:
         fw = f.shape[-1]
         p = k // 2
         pad = [p + (fw - 1) // 2, p + (fw - 2) // 2] * 2  # conv2d_resample's filter-then-stride padding
-        x = ops.upfirdn2d(x, f, padding=pad, impl=impl_for(_upfirdn2d_mod, impl, dev))
+        x = ops.upfirdn2d(x, f, padding=pad, impl=impl_for(_upfirdn2d.SPEC, impl))
         x = ops.conv2d(x, w, stride=2)
     else:
         x = ops.conv2d(x, w, padding=k // 2)
     if b is None:
         return x
-    return ops.bias_act(x, b, act=act, clamp=clamp, impl=impl_for(_bias_act_mod, impl, dev))
+    return ops.bias_act(x, b, act=act, clamp=clamp, impl=impl_for(_bias_act.SPEC, impl))
 
 
 def _mbstd(x, group_size=4):
@@ -118,7 +112,7 @@ def d_forward(p: Dict[str, torch.Tensor], img: torch.Tensor, img_res: int, impl:
     x = _conv_act(x, p["ep.conv.w"], p["ep.conv.b"], impl, clamp=clamp)
     x = x.flatten(1)
     x = ops.bias_act(F.linear(x, p["ep.fc.w"] * (1 / math.sqrt(x.shape[1]))), p["ep.fc.b"], act="lrelu",
-                     impl=impl_for(_bias_act_mod, impl, x.device))
+                     impl=impl_for(_bias_act.SPEC, impl))
     return F.linear(x, p["ep.out.w"] * (1 / math.sqrt(x.shape[1]))) + p["ep.out.b"]
 
 
@@ -127,7 +121,7 @@ def r1_step(forward, tensors, cot, impl, gamma: float = 10.0):
     real = tensors["img"]
     logits = forward(tensors)
     (g,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
-    penalty = ops.gradient_norm_penalty(g, impl=impl_for(_gnp_mod, impl, real.device)) * (gamma / 2)
+    penalty = ops.gradient_norm_penalty(g, impl=impl_for(_gnp.SPEC, impl)) * (gamma / 2)
     params = [t for k, t in tensors.items() if k != "img" and t.requires_grad]
     grads = torch.autograd.grad(penalty, params, allow_unused=True)
     return (penalty.detach(),) + tuple(grads)
@@ -165,9 +159,9 @@ def num_ws(img_res: int) -> int:
 def g_forward(p: Dict[str, torch.Tensor], ws: torch.Tensor, img_res: int, impl: str,
               fused_modconv: bool = False) -> torch.Tensor:
     """StyleGAN2 skip-architecture synthesis network: images [N, 3, R, R] from ws [N, num_ws, w_dim]."""
-    dev, dtype = ws.device, ws.dtype
-    mc_impl = impl_for(_modconv_mod, impl, dev)
-    ba_impl = impl_for(_bias_act_mod, impl, dev)
+    dtype = ws.dtype
+    mc_impl = impl_for(_modconv.SPEC, impl)
+    ba_impl = impl_for(_bias_act.SPEC, impl)
     clamp = 256.0 if dtype == torch.float16 else None
     f = p["fir"]
     n = ws.shape[0]
@@ -192,7 +186,7 @@ def g_forward(p: Dict[str, torch.Tensor], ws: torch.Tensor, img_res: int, impl: 
         y = ops.modulated_conv2d(x, p[f"{k}.w"], styles, demodulate=False, fused_modconv=fused_modconv,
                                  impl=mc_impl)
         y = ops.bias_act(y, p[f"{k}.b"], clamp=clamp, impl=ba_impl)
-        img = y if img is None else ops.upsample2d(img, f, impl=impl_for(_upfirdn2d_mod, impl, dev)) + y
+        img = y if img is None else ops.upsample2d(img, f, impl=impl_for(_upfirdn2d.SPEC, impl)) + y
         r *= 2
     return img
 

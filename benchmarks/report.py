@@ -1,9 +1,15 @@
 """Renders the README's results section (markdown) from recorded runs.
 
-``python -m benchmarks.report [FILES...] [--results DIR]`` reads ``benchmarks/results/*.json``
-(or the given files), keeps the newest run of each (device, preset), and prints, per device,
-a table of same-run ratios and the standing of the performance targets of issue 5. CPU runs
-are labelled as such and quote ratios only (their absolute times are noise).
+``python -m benchmarks.report [FILES or DIRS...] [--preset P] [--tag T] [--only REGEX] [--include-partial]``
+reads ``benchmarks/results/*.json`` (or the given files, or the runs found in the given folders by their names:
+``bench-<preset>[-only-<regex>][-<tag>][-partial].json`` as ``python -m benchmarks`` writes them, ``--preset`` /
+``--tag`` / ``--only`` selecting one), keeps the newest run of each (device, preset, tag), and prints, per device,
+a table of same-run ratios and the standing of the performance targets. CPU runs are labelled as such and quote
+ratios only (their absolute times are noise).
+
+**Partial runs never feed README's results**: a run with ``--only`` or one that did not complete (``complete``
+false: rows skipped by its time budget, or interrupted) is left out, with a line on stderr saying so, unless
+``--include-partial`` is given (the GPU script's own report does, and labels them).
 """
 
 from __future__ import annotations
@@ -13,12 +19,13 @@ import glob
 import json
 import os
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from .naming import name_pattern
+from .devices import peak_gbps
 
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 FAST = ("triton", "cpp")
-# Peak DRAM bandwidth (GB/s) by device-name fragment, for the bias_act bandwidth target.
-PEAK_GBPS = (("H200", 4800.0), ("H100 PCIe", 2000.0), ("H100", 3350.0), ("A100", 2039.0))
 
 
 # A row is wrong when its error against float64 exceeds ERROR_FACTOR times the eager ref's own error in the same
@@ -53,22 +60,61 @@ def judge_errors(records: List[Dict[str, Any]]) -> int:
     return wrong
 
 
+def is_run(data: Any) -> bool:
+    """A benchmark run's JSON (``{"meta": {... "preset" ...}, "records": [...]}``), not another tool's (the static
+    report's ``static-*.json`` lives in the same folder)."""
+    return isinstance(data, dict) and isinstance(data.get("records"), list) and isinstance(data.get("meta"), dict) \
+        and "preset" in data["meta"]
+
+
+def is_partial(run: Dict[str, Any]) -> Optional[str]:
+    """Why a run is partial (never README's), or None: a ``--only`` selection, or a run that did not complete."""
+    meta = run["meta"]
+    if meta.get("only"):
+        return f"a --only {meta['only']!r} selection"
+    if not meta.get("complete"):
+        why = meta.get("interrupted") or "rows skipped (its time budget)"
+        return f"incomplete: {why}"
+    return None
+
+
+def find(paths: Sequence[str], preset: Optional[str] = None, tag: str = "", only: Optional[str] = None) -> List[str]:
+    """The run files among ``paths``: files as given, folders searched for runs by name (``bench-*.json`` as the
+    runner names them, else any ``*.json``); ``preset``/``tag``/``only`` keep the runs of that name
+    (:func:`benchmarks.naming.run_name`; complete, ``-partial`` or recorded with a device and date)."""
+    out: List[str] = []
+    for path in paths:
+        if os.path.isdir(path):
+            out += sorted(glob.glob(os.path.join(path, "bench-*.json"))) or \
+                sorted(glob.glob(os.path.join(path, "*.json")))
+        else:
+            out.append(path)
+    if preset is not None or tag or only:
+        rx = name_pattern(preset, only, tag)
+        out = [p for p in out if rx.match(os.path.basename(p))]
+    return out
+
+
 def load(paths: List[str]) -> List[Dict[str, Any]]:
     runs = []
     for p in paths:
         try:
             with open(p) as f:
                 d = json.load(f)
-            d["_path"] = p
-            judge_errors(d["records"])
-            runs.append(d)
         except (OSError, ValueError) as exc:
             print(f"skipping {p}: {exc}", file=sys.stderr)
+            continue
+        if not is_run(d):
+            print(f"skipping {p}: not a benchmark run", file=sys.stderr)
+            continue
+        d["_path"] = p
+        judge_errors(d["records"])
+        runs.append(d)
     return runs
 
 
 def newest(runs: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
-    """{device: [newest run of each preset on it]}."""
+    """{device: [newest run of each preset (and tag) on it]}."""
     best: Dict[Tuple[str, str, str], Dict[str, Any]] = {}
     for r in runs:
         key = (r["meta"]["device"], r["meta"]["preset"], r["meta"].get("tag", ""))
@@ -103,39 +149,55 @@ def run_table(run: Dict[str, Any]) -> List[str]:
     repo = os.path.dirname(os.path.dirname(RESULTS_DIR))
     if os.path.abspath(src).startswith(repo + os.sep):
         src = os.path.relpath(os.path.abspath(src), repo)
+    partial = is_partial(run)
+    status = f" (partial: {partial})" if partial else ""
     if cpu:
         lines += ["CPU run: timings on shared cores are noisy, so only ratios measured within this one run are "
-                  f"quoted, never absolute times. Source: `{src}`" +
-                  ("" if meta.get("complete") else " (run incomplete)"), ""]
-        head = "| op / case | dtype | pass | backend | × eager | × compile | max abs err (ref scale) |"
-        lines += [head, "|---|---|---|---|---|---|---|"]
+                  f"quoted, never absolute times. Source: `{src}`{status}. bytes e/f: the eager chain's modelled "
+                  "global-memory bytes over the fused path's (`benchmarks/traffic.py`), the ceiling of a "
+                  "bandwidth-bound speedup.", ""]
+        head = "| op / case | dtype | pass | backend | × eager | × compile | bytes e/f | max abs err (ref scale) |"
+        lines += [head, "|---|---|---|---|---|---|---|---|"]
+        blanks = 3
     else:
-        lines += [f"Source: `{src}`" + ("" if meta.get("complete") else " (run incomplete)"), ""]
-        head = "| op / case | dtype | pass | backend | median ms | × eager | × compile | peak MB | max abs err (ref scale) |"
-        lines += [head, "|---|---|---|---|---|---|---|---|---|"]
+        lines += [f"Source: `{src}`{status}. GB/s: the row's modelled global-memory bytes / its median "
+                  "(`benchmarks/traffic.py`), with its share of the device's peak where the device is known.", ""]
+        head = ("| op / case | dtype | pass | backend | median ms | × eager | × compile | GB/s (% peak) | peak MB "
+                "| max abs err (ref scale) |")
+        lines += [head, "|---|---|---|---|---|---|---|---|---|---|"]
+        blanks = 5
     for r in run["records"]:
         if r.get("status") == "skipped" and r.get("backend") is not None:
             continue
         be = (r.get("backend") or "—") + (f" [{r['variant']}]" if r.get("variant") else "")
         if r.get("algorithm"):
             be += f" ({r['algorithm']})"
+        if r.get("explicit"):
+            be += " (explicit)"
         name = f"{r['op']} / {r['case']}"
         if r.get("wrong"):
-            row = [name, r["dtype"], r["pass"], be] + [f"**WRONG**: {r['wrong']}"] + [""] * (2 if cpu else 4)
+            row = [name, r["dtype"], r["pass"], be] + [f"**WRONG**: {r['wrong']}"] + [""] * blanks
         elif r.get("status") == "ok":
             err = f"{_err(r.get('max_abs_err'))} ({_err(r.get('ref_max_abs'))})" if r.get("max_abs_err") is not None \
                 else "—"
             extra = f", {r['images_per_s']:.3g} img/s" if r.get("images_per_s") and not cpu else ""
-            cells = [_x(r.get("speedup_vs_eager")), _x(r.get("speedup_vs_compile"))]
+            x_eager = _x(r.get("speedup_vs_eager"))
+            if r.get("vs_chain") is not None and r.get("backend") != "chain":
+                x_eager += f" (chain/this {r['vs_chain']:.2f})"
+            if r.get("noisy"):
+                x_eager += f" ⚠ noisy: IQR {100 * r['spread']:.0f}% of median"
+            cells = [x_eager, _x(r.get("speedup_vs_compile"))]
             if cpu:
-                row = [name, r["dtype"], r["pass"], be] + cells + [err]
+                ratio = f"{r['byte_ratio']:.2f}×" if r.get("byte_ratio") and r.get("library") else ""
+                row = [name, r["dtype"], r["pass"], be] + cells + [ratio, err]
             else:
+                bw = "" if r.get("gbps") is None else f"{r['gbps']:.0f}" + (
+                    f" ({r['pct_peak']:.0f}%)" if r.get("pct_peak") is not None else "")
                 row = [name, r["dtype"], r["pass"], be, f"{r['median_ms']:.3f}{extra}"] + cells + \
-                      [("—" if r.get("peak_mem_mb") is None else f"{r['peak_mem_mb']:.0f}"), err]
+                      [bw, ("—" if r.get("peak_mem_mb") is None else f"{r['peak_mem_mb']:.0f}"), err]
         else:
             why = (r.get("error") or r.get("reason") or r.get("status") or "")[:80].replace("|", "/")
-            row = [name, r["dtype"], r.get("pass") or "—", be] + [f"{r.get('status')}: {why}"] + \
-                  [""] * (2 if cpu else 4)
+            row = [name, r["dtype"], r.get("pass") or "—", be] + [f"{r.get('status')}: {why}"] + [""] * blanks
         lines.append("| " + " | ".join(str(c) for c in row) + " |")
     return lines + [""]
 
@@ -189,9 +251,9 @@ def targets(records: List[Dict[str, Any]], device: str, device_type: str) -> Lis
     best = _fast_ok(records, "bias_act", "fwdbwd")
     add("bias_act fwd+bwd ≥ 3× eager", best, "speedup_vs_eager", 3.0)
     add("bias_act fwd+bwd ≥ 1.1× compile", best, "speedup_vs_compile", 1.1)
-    peak = next((bw for frag, bw in PEAK_GBPS if frag in device), None)
-    bw = [(r["gbps"] / peak, k) for k, r in best.items() if r.get("gbps") and peak]
-    if bw:
+    peak = peak_gbps(device)
+    bw = [(r["pct_peak"] / 100, k) for k, r in best.items() if r.get("pct_peak") is not None]
+    if bw and peak:
         v, k = min(bw)
         out.append(("bias_act within 80% of the bandwidth bound", f"worst: {100 * v:.0f}% of {peak:.0f} GB/s ({k})",
                     "met" if v >= 0.8 else "missed"))
@@ -247,13 +309,20 @@ def targets(records: List[Dict[str, Any]], device: str, device_type: str) -> Lis
 
 
 def host_overhead(records: List[Dict[str, Any]]) -> Tuple[str, str, str]:
-    """Issue 18's goal: at a tiny shape, chain / gan_fast (fwd+bwd) >= 0.8 for every op (overhead/<op> cases)."""
-    title = "host overhead: chain / gan_fast (impl=None) ≥ 0.8 fwd+bwd at a tiny shape, every op"
+    """Issue 22's goal: at a tiny shape, chain / gan_fast (fwd+bwd) >= 0.8 for every op (overhead/<op> cases): the
+    hand-written chain where the case has one (``vs_chain``), else the reference called directly."""
+    title = ("host overhead: chain / gan_fast (impl=None) ≥ 0.8 fwd+bwd at a tiny shape, every op (the "
+             "hand-written chain for bias_act and upsample2d, the reference for the others)")
 
     def ratios(backend):
-        return {r["case"]: r["speedup_vs_eager"] for r in records
-                if r["op"] == "overhead" and r.get("pass") == "fwdbwd" and r.get("backend") == backend
-                and r.get("status") == "ok" and not r.get("wrong") and r.get("speedup_vs_eager") is not None}
+        out = {}
+        for r in records:
+            if r["op"] == "overhead" and r.get("pass") == "fwdbwd" and r.get("backend") == backend \
+                    and r.get("status") == "ok" and not r.get("wrong"):
+                v = r.get("vs_chain") if r.get("vs_chain") is not None else r.get("speedup_vs_eager")
+                if v is not None:
+                    out[r["case"]] = v
+        return out
 
     rows = ratios("gan_fast")
     if not rows:
@@ -295,10 +364,11 @@ def synthesis_layer_decision(records: List[Dict[str, Any]]) -> Tuple[str, str, s
 
 def render(runs: List[Dict[str, Any]]) -> str:
     lines = ["## Measured results", "",
-             "Generated by `python -m benchmarks.report` from the newest recorded run of each device and preset "
-             "in `benchmarks/results/`. Every ratio compares backends measured in the same run on the same "
-             "device; max abs err is against a float64 `ref` run of the same pass (its largest magnitude in "
-             "parentheses).", ""]
+             "Generated by `python -m benchmarks.report` from the newest complete recorded run of each device and "
+             "preset in `benchmarks/results/` (partial runs are left out). Every ratio compares backends measured "
+             "in the same run on the same device; max abs err is against a float64 `ref` run of the same pass (its "
+             "largest magnitude in parentheses); a row marked noisy has an inter-quartile range above half its "
+             "median.", ""]
     for dev, dev_runs in newest(runs).items():
         dtype = dev_runs[0]["meta"]["device_type"]
         lines += [f"### {_dev(dev, dtype != 'cuda')}", ""]
@@ -313,14 +383,32 @@ def render(runs: List[Dict[str, Any]]) -> str:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.report", description=__doc__.split("\n\n")[0])
-    p.add_argument("files", nargs="*", help="result JSON files (default: benchmarks/results/*.json)")
+    p.add_argument("files", nargs="*", help="result JSON files or folders (default: benchmarks/results/)")
     p.add_argument("--results", default=RESULTS_DIR)
+    p.add_argument("--preset", default=None, help="only the runs of this preset (by file name)")
+    p.add_argument("--tag", default="", help="only the runs of this tag (by file name)")
+    p.add_argument("--only", default=None, help="only the runs of this --only selection (by file name)")
+    p.add_argument("--include-partial", action="store_true",
+                   help="also render --only selections and incomplete runs (labelled; never for README)")
     args = p.parse_args(argv)
-    paths = args.files or sorted(glob.glob(os.path.join(args.results, "*.json")))
+    paths = find(args.files or [args.results], args.preset, args.tag, args.only)
     if not paths:
-        print(f"no results in {args.results}", file=sys.stderr)
+        print(f"no results in {', '.join(args.files or [args.results])}", file=sys.stderr)
         return 1
-    print(render(load(paths)))
+    runs = load(paths)
+    if not args.include_partial:
+        kept = []
+        for run in runs:
+            why = is_partial(run)
+            if why:
+                print(f"left out of README's results: {run['_path']} ({why})", file=sys.stderr)
+            else:
+                kept.append(run)
+        runs = kept
+    if not runs:
+        print("no complete run to report (--include-partial shows partial ones)", file=sys.stderr)
+        return 1
+    print(render(runs))
     return 0
 
 

@@ -37,7 +37,7 @@ STUB = textwrap.dedent('''
         sys.exit(0 if info["cuda"] else 1)
     if args[:2] == ["-m", "pip"]:
         sys.exit(1 if mode == "noinstall" else 0)
-    if args[:1] == ["-c"] and "_CASES" in args[1]:
+    if args[:1] == ["-c"] and "registered()" in args[1]:
         print("fast_op slow_op"); sys.exit(0)
     if args[:2] == ["-m", "gan_fast.self_test"]:
         if "slow_op" in args[-1]:
@@ -46,7 +46,8 @@ STUB = textwrap.dedent('''
     if args[:2] == ["-m", "benchmarks"]:
         out = args[args.index("--out") + 1]
         tag = args[args.index("--tag") + 1] if "--tag" in args else ""
-        path = os.path.join(out, "bench-decisive" + ("-" + tag if tag else "") + ".json")
+        # as the runner names a run stopped before it completed
+        path = os.path.join(out, "bench-decisive" + ("-" + tag if tag else "") + "-partial.json")
         forever(lambda: json.dump({"meta": {"interrupted": "signal 15"}, "records": []}, open(path, "w")),
                 signal.SIGTERM)
     if args[:2] == ["-m", "pytest"]:
@@ -95,7 +96,7 @@ def test_every_step_runs_within_the_budget_and_signals_keep_what_was_measured(st
     # the self-test process that never ends is stopped at its deadline; the other reports ok
     assert summary["self-test"]["rc"].count(None) == 1 and any(" ok" in ln for ln in summary["self-test"]["lines"])
     # the benchmark runner only stops at SIGTERM, and then writes its JSON
-    assert summary["decisive"]["rc"] is None and (tmp_path / "out" / "bench-decisive.json").exists()
+    assert summary["decisive"]["rc"] is None and (tmp_path / "out" / "bench-decisive-partial.json").exists()
     # pytest shards stopped with SIGINT still name their failures
     assert summary["tests"]["failures"] == ["FAILED tests/test_x.py::test_y - AssertionError: boom"] * 2
     assert summary["extension"]["built_with_cuda"] and "cpp" in summary
@@ -105,7 +106,7 @@ def test_every_step_runs_within_the_budget_and_signals_keep_what_was_measured(st
 
 def test_steps_that_no_longer_fit_are_skipped_and_the_report_still_runs(stub, tmp_path, monkeypatch):
     rc, took, log, summary = _run(stub, tmp_path / "out", 9, "noinstall", monkeypatch)
-    assert "using the checkout in place" in log
+    assert "staged tree" in log
     assert "SKIPPED" in log and summary["compile"]["status"] == "skipped"
     assert took < 9 + 5
     assert rc == (0 if (tmp_path / "out" / "report.md").exists() else 1)
@@ -142,17 +143,42 @@ def test_gpu_sh_without_cuda_stops_within_a_minute(tmp_path):
 
 def test_the_runner_writes_its_json_when_stopped_by_sigterm(tmp_path):
     """The real ``python -m benchmarks``: SIGTERM in the middle of a case ends the run cleanly, the case in flight
-    recorded as interrupted, the JSON written."""
+    recorded as interrupted, the rows it did not get to as well, the JSON written under the partial name."""
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    proc = subprocess.Popen([sys.executable, "-m", "benchmarks", "--preset", "ci", "--only", "bias_act",
+    proc = subprocess.Popen([sys.executable, "-m", "benchmarks", "--preset", "ci", "--only", "^bias_act",
                              "--out", str(tmp_path), "--no-chart", "--no-compile"],
-                            cwd=root, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            cwd=root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     for line in proc.stderr:  # the first measurement has started
-        if "case 1/" in line:
+        if "library 1/" in line:
             break
     proc.send_signal(signal.SIGTERM)
-    proc.communicate(timeout=60)
-    data = json.loads((tmp_path / "bench-ci.json").read_text())
+    out, _ = proc.communicate(timeout=60)
+    data = json.loads((tmp_path / "bench-ci-only-bias_act-partial.json").read_text())
     assert proc.returncode == 3 and data["meta"]["complete"] is False
+    assert not (tmp_path / "bench-ci-only-bias_act.json").exists()
     assert "interrupted" in data["meta"]["interrupted"]
     assert any(r["status"] == "interrupted" for r in data["records"])
+    s = data["meta"]["summary"]
+    assert s["run"] + s["skipped"] + s["errored"] == s["total"] == len(data["records"])
+    assert out.strip().splitlines()[-1].startswith(f"summary: {s['total']} rows: ")
+
+
+def test_the_staged_tree_resolves_gan_fast_kernels_without_an_install(tmp_path):
+    """The install step's fallback: from the staged tree (working directory), ``gan_fast.kernels`` and the C++
+    sources resolve to the checkout's kernels/ and csrc/ with no import hook of an install (the editable finder
+    is removed from sys.meta_path in the child), and the benchmarks run from there."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    stage = gpu.stage_checkout(root, str(tmp_path / "stage"))
+    assert os.path.islink(os.path.join(stage, "gan_fast", "kernels"))
+    assert not os.path.lexists(os.path.join(root, "gan_fast", "kernels"))  # the checkout itself is untouched
+    code = ("import sys; sys.meta_path[:] = [f for f in sys.meta_path if 'editable' not in repr(f).lower()]; "
+            "import os, gan_fast, gan_fast.kernels, gan_fast.kernels.bias_act, benchmarks.naming; "
+            "print(os.path.realpath(gan_fast.kernels.__file__)); print(os.path.realpath(gan_fast.__file__)); "
+            "from gan_fast.extension import sources; print(sources.source_dir())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=stage, capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=stage))
+    assert out.returncode == 0, out.stderr[-2000:]
+    kernels, package, csrc = out.stdout.split()
+    assert kernels == os.path.realpath(os.path.join(root, "kernels", "__init__.py"))
+    assert package == os.path.realpath(os.path.join(root, "gan_fast", "__init__.py"))
+    assert os.path.realpath(csrc) == os.path.realpath(os.path.join(root, "csrc"))

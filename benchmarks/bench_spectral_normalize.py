@@ -1,6 +1,7 @@
-"""Spectral norm cases: ``spectral_normalize`` over every layer of a BigGAN-128 D (one training
-forward's worth: one power iteration + W / sigma per layer), against PyTorch's own
-``torch.nn.utils.parametrizations.spectral_norm``; and ``power_iteration`` on the largest layer."""
+"""spectral_normalize cases: ``spectral_normalize`` over every layer of a BigGAN-128 D (one training forward's
+worth: one power iteration + W / sigma per layer), against PyTorch's own
+``torch.nn.utils.parametrizations.spectral_norm`` and ``gan_fast.nn.spectral_norm`` modules (on a fast backend,
+every layer from one batched launch: ``spectral_normalize_many`` through ``spectral_norm_step``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ import torch
 import torch.nn.functional as F
 
 from gan_fast import ops
+from gan_fast.backends import spectral_norm_multi as many_backends
+from gan_fast.backends import spectral_normalize as backends
 
-from .harness import Case, fast_backends, forced_impl, op_module
-
-pi_module = op_module("power_iteration")
-sn_module = op_module("spectral_normalize")
+from .harness import Case, fast_backends, forced
 
 N_CLASSES = 1000
 
@@ -114,7 +114,7 @@ def _sn_case(ch: int, dtype, name: str, device: torch.device) -> Case:
                 if impl == "triton":
                     step = gnn.spectral_norm_step(container, impl)
                 outs = []
-                with forced_impl(impl), step:
+                with forced(impl), step:
                     for m in mods:
                         p = m.parametrizations.weight[0]
                         outs += [m.weight, p._u, p._v]
@@ -123,34 +123,21 @@ def _sn_case(ch: int, dtype, name: str, device: torch.device) -> Case:
         return build
 
     extra = {"torch_sn": torch_sn, "nn_sn:ref": nn_sn("ref")}
-    for impl in fast_backends((sn_module,), device)[0]:
+    for impl in fast_backends((backends.SPEC, many_backends.SPEC), device)[0]:
         extra[f"nn_sn:{impl}"] = nn_sn(impl)
 
     return Case(op="spectral_normalize", name=name,
                 shape=f"BigGAN-128 D ch={ch}: {len(shapes)} layers, {nparams / 1e6:.1f}M weights", dtype=dtype,
-                make=make, run=run, diff=tuple(f"w{i}" for i in range(len(shapes))), op_modules=(sn_module,),
+                make=make, run=run, diff=tuple(f"w{i}" for i in range(len(shapes))), specs=(backends.SPEC,),
                 passes=("fwd", "fwdbwd"), extra_baselines=extra,
                 note="all layers, 1 power iteration each (a training forward's weights); torch_sn = "
                      "torch.nn.utils.parametrizations.spectral_norm; nn_sn:IMPL = gan_fast.nn.spectral_norm "
                      "modules with IMPL forced (triton: all layers in one batched launch, spectral_norm_step)")
 
 
-def _pi_case(h: int, w: int, dtype, name: str) -> Case:
-    def make(device, dtype, batch):
-        return {"W": (torch.randn(h, w, device=device) / w ** 0.5).to(dtype),
-                "u": F.normalize(torch.randn(h, device=device), dim=0).to(dtype),
-                "v": F.normalize(torch.randn(w, device=device), dim=0).to(dtype)}
-
-    def run(t, impl):
-        return ops.power_iteration(t["W"], t["u"], t["v"], n_iterations=1, impl=impl)
-
-    return Case(op="power_iteration", name=name, shape=f"W [{h}, {w}], 1 iteration", dtype=dtype, make=make, run=run,
-                diff=("W",), op_modules=(pi_module,), passes=("fwd", "fwdbwd"))
-
-
 def cases(preset: str, device: torch.device) -> List[Case]:
     if preset == "ci":
-        return [_sn_case(8, torch.float32, "biggan128_D_ch8", device), _pi_case(128, 128 * 9, torch.float32, "128x1152")]
+        return [_sn_case(8, torch.float32, "biggan128_D_ch8", device)]
     if preset == "biggan":
-        return [_sn_case(96, torch.float32, "biggan128_D", device), _pi_case(1536, 1536 * 9, torch.float32, "1536x13824")]
+        return [_sn_case(96, torch.float32, "biggan128_D", device)]
     return []

@@ -1,30 +1,31 @@
-"""End to end: one StyleGAN2 training iteration built from ``gan_fast.models`` (D main step +
-lazy R1 step + G main step + lazy path-length step), images/second with every backend forced
-through ``GAN_FAST_IMPL`` against eager ``ref``."""
+"""stylegan2_iteration cases: one StyleGAN2 training iteration built from ``gan_fast.models`` (D main step +
+lazy R1 step + G main step + lazy path-length step), images/second with each backend forced on every op that has
+it (``gan_fast.config.use_backend``) against eager ``ref``."""
 
 from __future__ import annotations
 
-import importlib
 from typing import List
 
 import torch
 
+from gan_fast.backends import bias_act, gradient_norm_penalty, modulated_conv2d, power_iteration, spectral_normalize
+from gan_fast.backends import upfirdn2d
+
 from . import presets
-from .harness import Case, Skipped, forced_impl, op_module
+from .harness import Case, Skipped, forced
 
 OP = "stylegan2_iteration"
 COMPILE_NOTE = ("not timed: the iteration's R1 and path-length steps need double backward, which "
                 "torch.compile does not support (pytorch#183603)")
 
 
-def _op_modules():
-    return tuple(op_module(n) for n in ("bias_act", "upfirdn2d", "modulated_conv2d", "gradient_norm_penalty",
-                                        "power_iteration", "spectral_normalize"))
+SPECS = tuple(m.SPEC for m in (bias_act, upfirdn2d, modulated_conv2d, gradient_norm_penalty, power_iteration,
+                                spectral_normalize))
 
 
 def _case(res: int, n: int, base: int, cmax: int, w_dim: int, mapping_layers: int, dtype, prio: int):
     try:
-        models = importlib.import_module("gan_fast.models")
+        from gan_fast import models
         for name in ("Generator", "Discriminator", "StyleGAN2Trainer", "make_adam"):
             getattr(models, name)
     except Exception as exc:
@@ -45,16 +46,16 @@ def _case(res: int, n: int, base: int, cmax: int, w_dim: int, mapping_layers: in
         return {"real": torch.randn(n, 3, res, res, device=device)}
 
     def run(t, impl):
-        with forced_impl(impl):
+        with forced(impl):
             stats = state["trainer"].step(t["real"])
         return tuple(v for v in stats.values())
 
     return Case(op=OP, name=f"{res}px", shape=f"G+D {res}px, batch {n}, channel_base {base}, channel_max {cmax}",
-                dtype=dtype, make=make, run=run, diff=(), op_modules=_op_modules(), passes=("iter",),
+                dtype=dtype, make=make, run=run, diff=(), specs=SPECS, passes=("iter",),
                 steps={"iter": lambda fwd, t, cot, impl: fwd(t)}, check_error=False, compile=False,
                 compile_note=COMPILE_NOTE, items_per_call=n, priority=prio, reps=3,
                 note="iteration with D main + R1 + G main + path length (both lazy steps due); "
-                     "backends forced with GAN_FAST_IMPL")
+                     "backends forced with gan_fast.config.use_backend")
 
 
 def cases(preset: str, device: torch.device) -> List:

@@ -1,4 +1,4 @@
-"""Path length case: StyleGAN2's lazy path-length step through a config-F synthesis network
+"""path_length_step cases: StyleGAN2's lazy path-length step through a config-F synthesis network
 (``benchmarks.nets``, skip architecture, ``fused_modconv=False`` as StyleGAN2-ADA trains)."""
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ def _pl_case(n: int, res: int, base: int, cmax: int, w_dim: int, dtype, prio: in
     nparams = sum(probe[k].numel() for k in diff[:-1])
     return Case(op="path_length_step", name=f"G{res}", shape=f"StyleGAN2 synthesis {res}px, batch {n}, "
                 f"{nparams / 1e6:.1f}M params", dtype=dtype, make=make, run=run, diff=diff,
-                op_modules=nets.G_OPS, passes=passes, steps={"dbl": nets.pl_step},
+                specs=nets.G_SPECS, passes=passes, steps={"dbl": nets.pl_step},
                 err_batch=err_batch, priority=prio, items_per_call=n,
                 compile=compile, compile_note=presets.CI_NO_COMPILE_NOTE,
                 compile_mode=presets.NET_COMPILE_MODE,

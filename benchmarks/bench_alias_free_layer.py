@@ -1,4 +1,4 @@
-"""Alias-free synthesis layer cases: :class:`gan_fast.nn.AliasFreeSynthesisLayer` (StyleGAN3's layer: affine,
+"""alias_free_layer cases: :class:`gan_fast.nn.AliasFreeSynthesisLayer` (StyleGAN3's layer: affine,
 modulated conv, filtered leaky ReLU) at StyleGAN3-T 256 px shapes.
 
 Layers (``stylegan3_layer_configs(256)``, margin 10): #10, 362 -> 256 channels, 148 -> 276 px, up 4 (24 taps) and
@@ -18,13 +18,15 @@ from typing import Dict, List
 import torch
 from torch.func import functional_call
 
+from gan_fast.backends import filtered_lrelu as filtered_lrelu_backends
+from gan_fast.backends import modulated_conv2d as modconv_backends
 from gan_fast.nn.alias_free import AliasFreeSynthesisLayer, stylegan3_layer_configs
 
 from . import presets
-from .harness import Case, op_module as _op
+from .harness import Case
 
 OP = "alias_free_layer"
-op_modules = (_op("filtered_lrelu"), _op("modulated_conv2d"))
+SPECS = (filtered_lrelu_backends.SPEC, modconv_backends.SPEC)
 
 SG3_RES = 256
 SG3_BATCH = 8          # per-GPU batch of StyleGAN3 at 256 px (its configs: batch 32 over 4-8 GPUs)
@@ -73,7 +75,7 @@ def _layer_case(cfg: Dict, index: int, n: int, dtype: torch.dtype, prio: int, de
              f"{layer.out_size[1]}, {layer.out_size[0]}], up {layer.up_factor} ({layer.up_taps} taps) "
              f"down {layer.down_factor} ({layer.down_taps} taps)")
     return Case(op=OP, name=f"L{index}_{h_}to{layer.out_size[1]}px_up{layer.up_factor}", shape=shape, dtype=dtype,
-                make=make, run=run, diff=("x", "w") + PARAMS, first=("w",), op_modules=op_modules,
+                make=make, run=run, diff=("x", "w") + PARAMS, first=("w",), specs=SPECS,
                 passes=("fwd", "fwdbwd", "dbl"), extra_baselines=extra, err_batch=err_batch, priority=prio,
                 compile=compile, compile_note=CI_NO_COMPILE_NOTE,
                 note="StyleGAN3-T layer via functional_call; dbl = the path-length second order (grad w.r.t. w "
