@@ -244,6 +244,8 @@ def _choose(spec: OpSpec, impl: Optional[str], forced: Optional[str], device_typ
     for backend in spec.fast.get(device_type, ()):
         if backend == "triton" and device_type != "cuda":
             continue  # the interpreter is never an automatic choice
+        if backend == "cpp" and config.extension_mode() == "off":
+            continue  # switched off (GAN_FAST_EXT=0): no warning, as the build-failure warning promises
         ok, why = _device_status(backend, device_type)
         if not ok:
             _warn_once(f"{backend}:{device_type}", f"gan_fast: the {backend} backend is unavailable ({why}); "

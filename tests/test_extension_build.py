@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from gan_fast import extension
+from gan_fast.extension import integrity, jit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ def test_loaded_library_was_built_from_these_sources():
     assert Path(info["source_dir"]) == REPO / "csrc" or Path(info["source_dir"]).name == "csrc"
     assert torch.ops.gan_fast.build_info() == f"gan_fast_source_hash={extension.source_hash()};cuda=" + (
         "1" if extension.has_cuda() else "0")
-    assert extension._embedded_hash(info["path"]) == extension.source_hash()
+    assert integrity.embedded_build(Path(info["path"]).read_bytes())[0] == extension.source_hash()
 
 
 def test_source_hash_tracks_content(tmp_path):
@@ -54,14 +55,12 @@ def test_source_hash_tracks_content(tmp_path):
 
 
 def test_embedded_hash_ignores_fragments(tmp_path):
-    lib = tmp_path / "lib.so"
     # An optimiser may also store the string as overlapping immediates (a garbled copy); only the
     # whole NUL-terminated string counts.
-    lib.write_bytes(b"\x00gan_fast_source_hash=h0123456789ab89abcdef;cuda=0build_info\x00junk"
-                    b"gan_fast_source_hash=h0123456789abcdef;cuda=1\x00")
-    assert extension._embedded_hash(str(lib)) == "h0123456789abcdef"
-    lib.write_bytes(b"no build info here")
-    assert extension._embedded_hash(str(lib)) is None
+    data = (b"\x00gan_fast_source_hash=h0123456789ab89abcdef;cuda=0build_info\x00junk"
+            b"gan_fast_source_hash=h0123456789abcdef;cuda=1\x00")
+    assert integrity.embedded_build(data) == ("h0123456789abcdef", True)
+    assert integrity.embedded_build(b"no build info here") is None
 
 
 def test_broken_compiler_falls_back_to_ref_with_one_warning(tmp_path):
@@ -71,7 +70,7 @@ def test_broken_compiler_falls_back_to_ref_with_one_warning(tmp_path):
         from gan_fast import extension, ops, backend
         from gan_fast.reference.bias_act import bias_act as ref_bias_act
         # A baton left by a killed build would make torch wait forever; the loader must clear it.
-        build_dir = extension.cache_root() / "ext" / extension._build_key(extension.source_hash(), False)
+        build_dir = extension.jit.build_dir(extension.source_hash(), False)
         build_dir.mkdir(parents=True)
         (build_dir / "lock").write_text("")
         x, b = torch.randn(2, 3, 4), torch.randn(3)
@@ -101,6 +100,7 @@ def test_broken_compiler_falls_back_to_ref_with_one_warning(tmp_path):
     assert "reference implementation" in message
     assert "EXPLICIT" in out and "could not be built" in out.split("EXPLICIT", 1)[1]
     assert "STATUS (False" in out
+    assert proc.stderr.count("gan_fast: building the C++ extension for torch") == 1, proc.stderr
 
 
 def test_switches_disable_loading_and_building(tmp_path):
@@ -137,7 +137,7 @@ def test_jit_cache_is_reused_without_a_compiler(tmp_path):
 def test_build_lock_waits_then_gives_up(tmp_path):
     lock = tmp_path / "x.lock"
     lock.write_text("")  # a lock file left behind by a dead process is not held: acquired at once
-    with extension._file_lock(lock, timeout=1):
+    with jit.file_lock(lock, timeout=1):
         pass
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import fcntl, os, sys, time
@@ -148,15 +148,16 @@ def test_build_lock_waits_then_gives_up(tmp_path):
     """)], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        start = time.monotonic()
+        start, waits = time.monotonic(), []
         with pytest.raises(TimeoutError, match="GAN_FAST_BUILD_TIMEOUT"):
-            with extension._file_lock(lock, timeout=0.5):
+            with jit.file_lock(lock, timeout=0.5, on_wait=lambda: waits.append(1)):
                 pass
         assert time.monotonic() - start < 5
+        assert waits == [1]  # told once that it waits
     finally:
         holder.kill()
         holder.wait()
-    with extension._file_lock(lock, timeout=5):  # released when its holder died
+    with jit.file_lock(lock, timeout=5):  # released when its holder died
         pass
 
 

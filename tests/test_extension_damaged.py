@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from gan_fast import extension
+from gan_fast.extension import jit
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,7 +37,7 @@ FORKER = textwrap.dedent("""
     import json, os, sys, traceback, warnings
     import torch
     import gan_fast
-    from gan_fast import extension, ops
+    from gan_fast import config, extension, ops
     assert extension._state is None, "the parent must not load the extension"
 
     def check(kind, directory):
@@ -58,6 +59,7 @@ FORKER = textwrap.dedent("""
             code = 1
             try:
                 os.environ.update(case["env"])
+                config._settings.__init__()  # the settings are read from the environment once: read them again
                 result = check(case["kind"], case["dir"])
                 code = 0
             except BaseException:
@@ -123,7 +125,7 @@ def _case(tmp, name, kind, digest, data, whole):
             Path(str(library) + extension.DIGEST_SUFFIX).write_text(extension.library_digest(whole) + "\n")
         env = dict(GAN_FAST_EXT="prebuilt")
     else:  # a finished JIT build in a cache of its own; rebuilding it fails (no usable compiler)
-        build_dir = directory / "ext" / extension._build_key(extension.source_hash(), False)
+        build_dir = directory / "ext" / jit.build_dir(extension.source_hash(), False).name
         build_dir.mkdir(parents=True)
         (build_dir / "gan_fast_C.so").write_bytes(data)
         marker = "gan_fast_C.so\n" + (extension.library_digest(whole) + "\n" if digest else "")

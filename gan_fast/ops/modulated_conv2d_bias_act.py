@@ -17,6 +17,9 @@ from .modulated_conv2d import modulated_conv2d
 __all__ = ["modulated_conv2d_bias_act"]
 
 
+_AUTOCAST_DEVICES = ("cpu", "cuda", "xpu", "mps", "hpu")  # torch.is_autocast_enabled raises for others (meta)
+
+
 def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: torch.Tensor,
                               bias: Optional[torch.Tensor] = None, noise: Optional[torch.Tensor] = None,
                               up: int = 1, down: int = 1, padding=0, resample_filter: Optional[torch.Tensor] = None,
@@ -70,7 +73,7 @@ def modulated_conv2d_bias_act(x: torch.Tensor, weight: torch.Tensor, styles: tor
     weight, styles, bias, noise, resample_filter = cast_to(x, weight, styles, bias, noise, resample_filter)
     # Under autocast the fused layer computes in the autocast dtype: that dtype's verdict is the one that applies.
     dtype = x.dtype
-    if dtype != torch.float64 and torch.is_autocast_enabled(x.device.type):
+    if dtype != torch.float64 and x.device.type in _AUTOCAST_DEVICES and torch.is_autocast_enabled(x.device.type):
         dtype = torch.get_autocast_dtype(x.device.type)
     needs = ()
     if (p.up > 1 or p.down > 1) and resample_filter.requires_grad and torch.is_grad_enabled():
