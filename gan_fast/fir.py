@@ -4,13 +4,16 @@ is the 1x1 filter ``f=None`` stands for."""
 from __future__ import annotations
 
 import math
+import threading
+import weakref
+from collections import OrderedDict
 from typing import Dict, Optional, Tuple
 
 import torch
 
 from . import checks
 
-__all__ = ["setup_filter", "identity_filter"]
+__all__ = ["setup_filter", "identity_filter", "plane_weights"]
 
 
 def setup_filter(f, device=torch.device("cpu"), normalize: bool = True, flip_filter: bool = False,
@@ -91,3 +94,43 @@ def identity_filter(x: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(False):  # a normal tensor, even when first made in inference mode
             f = _IDENTITY[key] = torch.ones(1, 1, dtype=x.dtype, device=x.device)
     return f
+
+
+_PLANES: "OrderedDict[tuple, Tuple[weakref.ref, torch.Tensor, Optional[torch.Tensor]]]" = OrderedDict()
+_PLANES_LOCK = threading.Lock()
+_PLANES_MAX = 64
+
+
+def plane_weights(f: torch.Tensor, planes: int, gain: float, flip_filter: bool,
+                  dtype: torch.dtype) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """The grouped ``conv2d`` weights that apply FIR ``f`` to each of ``planes`` planes: ([planes, 1, fh, fw],
+    None) for a 2-D filter, ([planes, 1, 1, ft], [planes, 1, ft, 1]) for a separable one (the whole gain on the
+    first pass); flipped unless ``flip_filter`` (``conv2d`` correlates), in ``dtype``.
+
+    On a small layer building them costs more than the convolution, so for a constant filter (one that nothing
+    differentiates) they are kept per filter tensor and its version (an in-place change, e.g. a
+    ``load_state_dict`` into the buffer, makes new ones), outside ``torch.compile`` traces.
+    """
+    learned = f.requires_grad and torch.is_grad_enabled()
+    key = None
+    if not learned and not torch.compiler.is_compiling():
+        key = (id(f), f._version, f.device, planes, float(gain), bool(flip_filter), dtype)
+        hit = _PLANES.get(key)
+        if hit is not None and hit[0]() is f:
+            return hit[1], hit[2]
+    g = f if f.dtype == dtype else f.to(dtype)
+    if not flip_filter:
+        g = g.flip(list(range(g.ndim)))
+    gg = g * gain if gain != 1 else g
+    if g.ndim == 2:
+        weights = (gg.view(1, 1, *g.shape).expand(planes, 1, *g.shape).contiguous(), None)
+    else:
+        t = g.shape[0]
+        weights = (gg.view(1, 1, 1, t).expand(planes, 1, 1, t).contiguous(),
+                   g.view(1, 1, t, 1).expand(planes, 1, t, 1).contiguous())
+    if key is not None:
+        with _PLANES_LOCK:
+            _PLANES[key] = (weakref.ref(f), *weights)
+            while len(_PLANES) > _PLANES_MAX:
+                _PLANES.popitem(last=False)
+    return weights

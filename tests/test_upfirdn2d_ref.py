@@ -158,3 +158,21 @@ def test_errors(kwargs, exc, words):
     with pytest.raises(exc) as info:
         ops.upfirdn2d(**kwargs)
     assert words in str(info.value)
+
+
+def test_the_per_plane_weights_follow_the_filter_in_place():
+    """ref keeps the conv2d weights of a constant filter per filter tensor and version: an in-place change
+    (load_state_dict into a buffer) gives new weights; a filter that requires grad gets its gradient."""
+    from gan_fast import ops
+
+    x = torch.randn(1, 3, 5, 6)
+    f = ops.setup_filter([1, 3, 3, 1])
+    first = ops.upsample2d(x, f, impl="ref")
+    with torch.no_grad():
+        f.copy_(ops.setup_filter([1, 2, 1, 1]))
+    second = ops.upsample2d(x, f, impl="ref")
+    fresh = ops.upsample2d(x, f.clone(), impl="ref")
+    assert not torch.equal(first, second) and torch.equal(second, fresh)
+    g = f.clone().requires_grad_()
+    ops.upsample2d(x, g, impl="ref").square().sum().backward()
+    assert g.grad is not None and g.grad.abs().sum() > 0

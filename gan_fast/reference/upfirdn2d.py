@@ -7,6 +7,8 @@ from typing import Tuple
 import torch
 import torch.nn.functional as F
 
+from ..fir import plane_weights
+
 
 def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple[int, int],
               padding: Tuple[int, int, int, int], flip_filter: bool, gain: float) -> torch.Tensor:
@@ -38,20 +40,14 @@ def upfirdn2d(x: torch.Tensor, f: torch.Tensor, up: Tuple[int, int], down: Tuple
     if x0 < 0 or x1 < 0 or y0 < 0 or y1 < 0:  # negative pads crop
         x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
 
-    if f.dtype != x.dtype:
-        f = f.to(x.dtype)
-    if not flip_filter:  # conv2d correlates; a true convolution flips the filter
-        f = f.flip(list(range(f.ndim)))
     planes = c
     if c == 0:  # a grouped convolution needs groups >= 1: filter the (no) planes as a batch of one-channel images
         x = x.reshape(0, 1, x.shape[2], x.shape[3])
         planes = 1
-    fg = f * gain if gain != 1 else f
-    if f.ndim == 2:  # one filter per plane: a view, not a copy
-        x = F.conv2d(x, fg[None, None].expand(planes, 1, *f.shape), groups=planes)
-    else:  # separable: the whole gain on the first pass (a negative gain has no real square root)
-        x = F.conv2d(x, fg[None, None, None, :].expand(planes, 1, 1, f.shape[0]), groups=planes)
-        x = F.conv2d(x, f[None, None, :, None].expand(planes, 1, f.shape[0], 1), groups=planes)
+    first, second = plane_weights(f, planes, gain, flip_filter, x.dtype)  # conv2d correlates: flipped unless asked
+    x = F.conv2d(x, first, groups=planes)
+    if second is not None:  # separable: along x, then along y
+        x = F.conv2d(x, second, groups=planes)
     if c == 0:
         x = x.reshape(n, 0, x.shape[2], x.shape[3])
 
