@@ -6,7 +6,8 @@ take, a bad constexpr branch) passes every CPU test and fails on the first GPU
 call. This closes that gap in two steps:
 
 1. ``record``: under the interpreter, run every op's self-test case on the
-   ``triton`` backend in float32, float64, float16 and bfloat16 (forward,
+   ``triton`` backend (``gan_fast.self_test.registered()``, each op whose
+   entry lists ``triton``) in float32, float64, float16 and bfloat16 (forward,
    gradient, second order; plus the spectral-norm launches a GPU takes for
    large layers) and record each kernel launch: the kernel, the argument types
    and the constexpr values.
@@ -20,7 +21,7 @@ call. This closes that gap in two steps:
 It checks compilation, not numerics (those are the parity tests, on a GPU via
 ``benchmarks/gpu.sh``)::
 
-    python -m gan_fast.kernels.compile_check [--arch 90] [--records FILE]
+    python -m benchmarks.compile_check [--arch 90] [--records FILE]
 
 exits non-zero when a kernel fails to compile or a kernel defined in
 ``gan_fast.kernels`` was never launched by the self-tests (so never checked).
@@ -39,6 +40,8 @@ import tempfile
 import time
 from typing import Dict, List, Tuple
 
+_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 # Constexprs whose value on a GPU differs from the interpreter's: each recorded launch that has one is also
 # compiled with these values (when the condition on the recorded pointer dtypes holds).
 GPU_ONLY_CONSTEXPRS = {
@@ -53,7 +56,7 @@ _DTYPES = {"float32": "fp32", "float64": "fp64", "float16": "fp16", "bfloat16": 
 def _kernel_modules():
     import gan_fast.kernels as pkg  # noqa: PLC0415
 
-    names = [m.name for m in pkgutil.iter_modules(pkg.__path__) if m.name not in ("compile_check",)]
+    names = [m.name for m in pkgutil.iter_modules(pkg.__path__)]
     return [importlib.import_module(f"gan_fast.kernels.{n}") for n in names]
 
 
@@ -66,6 +69,25 @@ def defined_kernels() -> List[str]:
             if name.endswith("_kernel") and callable(fn) and getattr(fn, "__module__", None) == mod.__name__:
                 out.append(f"{mod.__name__}.{name}")
     return sorted(out)
+
+
+def dot_out_dtype_violations() -> List[str]:
+    """'module:line' of every ``tl.dot`` in gan_fast.kernels that takes an accumulator (a third argument or
+    ``acc=``) without an explicit ``out_dtype=``: the default differs between Triton versions (3.6 asserts a
+    float32 default against a float64 accumulator; 3.9 takes the accumulator's), so none may rely on it."""
+    import ast  # noqa: PLC0415
+    import inspect  # noqa: PLC0415
+
+    out = []
+    for mod in _kernel_modules():
+        tree = ast.parse(inspect.getsource(mod))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "dot" \
+                    and isinstance(node.func.value, ast.Name) and node.func.value.id == "tl":
+                keys = {k.arg for k in node.keywords}
+                if (len(node.args) >= 3 or "acc" in keys) and "out_dtype" not in keys:
+                    out.append(f"{mod.__name__}:{node.lineno}")
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -127,6 +149,7 @@ def record() -> List[dict]:
     from gan_fast import self_test  # noqa: PLC0415
 
     seen: Dict[str, dict] = {}
+    entries = {name: entry for name, entry in self_test.registered().items() if "triton" in entry.backends}
     original = InterpretedFunction.run
 
     def run(self, *args, **kwargs):
@@ -147,8 +170,8 @@ def record() -> List[dict]:
     InterpretedFunction.run = run
     try:
         for dtype in (torch.float32, torch.float64, torch.float16, torch.bfloat16):
-            for op in sorted(self_test._CASES):
-                for index in range(len(self_test._CASES[op])):  # a failed comparison still launched
+            for op in sorted(entries):
+                for index in range(len(entries[op].cases)):  # a failed comparison still launched
                     self_test.check_case(op, index, "triton", torch.device("cpu"), dtype)
             _spectral_norm_unfused_launches(dtype)
     finally:
@@ -249,7 +272,7 @@ def compile_records(records: List[dict], arch: int, workers: int = 0) -> List[st
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m gan_fast.kernels.compile_check", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.compile_check", description=__doc__.split("\n")[0])
     ap.add_argument("--arch", type=int, default=90, help="compute capability x10 (90: H100/H200, 80: A100)")
     ap.add_argument("--records", help="JSON file of recorded launches (default: record them now)")
     ap.add_argument("--step", choices=["all", "record", "compile"], default="all", help=argparse.SUPPRESS)
@@ -269,18 +292,21 @@ def main(argv=None) -> int:
         missing = sorted(set(defined_kernels()) - {e["kernel"] for e in records})
         for name in missing:
             print("NOT LAUNCHED by any self-test (so not checked):", name)
-        return 1 if failures or missing else 0
+        implicit = dot_out_dtype_violations()
+        for where in implicit:
+            print("tl.dot WITH AN ACCUMULATOR AND NO out_dtype (the Triton version would decide it):", where)
+        return 1 if failures or missing or implicit else 0
     with tempfile.TemporaryDirectory() as tmp:
         path = args.records or os.path.join(tmp, "launches.json")
         env = dict(os.environ)
         if not args.records:
-            rc = subprocess.call([sys.executable, "-m", "gan_fast.kernels.compile_check", "--step", "record",
-                                  "--records", path], env={**env, "TRITON_INTERPRET": "1"})
+            rc = subprocess.call([sys.executable, "-m", "benchmarks.compile_check", "--step", "record",
+                                  "--records", path], env={**env, "TRITON_INTERPRET": "1"}, cwd=_ROOT)
             if rc:
                 return rc
         env.pop("TRITON_INTERPRET", None)
-        rc = subprocess.call([sys.executable, "-m", "gan_fast.kernels.compile_check", "--step", "compile",
-                              "--records", path, "--arch", str(args.arch)], env=env)
+        rc = subprocess.call([sys.executable, "-m", "benchmarks.compile_check", "--step", "compile",
+                              "--records", path, "--arch", str(args.arch)], env=env, cwd=_ROOT)
     print(f"({time.time() - t0:.0f} s)")
     return rc
 

@@ -24,18 +24,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 import torch
 
 from ..shapes import is_channels_last, is_dense  # noqa: F401 - the one gan_fast module kernels import
-
-
-def interpreting() -> bool:
-    """True when Triton kernels run on CPU tensors through Triton's interpreter (``TRITON_INTERPRET``,
-    Triton's own switch, read by triton at import)."""
-    return os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
-
-
-def on_gpu(t: torch.Tensor) -> bool:
-    """A CUDA tensor that real GPU kernels will process (not the interpreter)."""
-    return t.device.type == "cuda" and not interpreting()
-
+from ._device import DeviceInfo, device_info, interpreting  # noqa: F401
 
 
 def to_float32(value: float) -> float:
@@ -153,9 +142,11 @@ class Tuned:
         if index is None:
             return self.tuner[grid]
         cfg = self.configs[index]
+        options = {"maxnreg": cfg.maxnreg} if getattr(cfg, "maxnreg", None) else {}
 
         def launch(*args, **kwargs):
-            return self.fn[grid](*args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages)
+            return self.fn[grid](*args, **kwargs, **cfg.kwargs, num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+                                 **options)
         return launch
 
 

@@ -34,16 +34,16 @@ about 48 bits). Offsets are int64 when an input has 2**31 elements or more.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import device_guard, is_dense, split_f64
+from ._common import DeviceInfo, device_guard, device_info, is_dense, split_f64
 
 __all__ = ["bias_act_fwd", "bias_act_grad", "bias_act_grad2", "bias_act_grad_db", "bias_act_grad2_db",
-           "ACT_CODES"]
+           "ACT_CODES", "plan_bias_act", "plan_bias_act_db"]
 
 # Must match gan_fast/activations.py (the codes the C++ kernels use too).
 ACT_CODES = {"linear": 0, "relu": 1, "lrelu": 2, "tanh": 3, "sigmoid": 4, "elu": 5, "selu": 6, "softplus": 7,
@@ -302,6 +302,42 @@ _GPU_BLOCK = 1024
 _RUNS_MIN = 512  # the bias gradient's reduction runs along channel runs at least this long, else down columns
 
 
+_INTERPRETER_BLOCK = 4096  # fewer, larger programs under the interpreter
+
+
+class ElementwisePlan(NamedTuple):
+    """One launch of ``_bias_act_kernel``: BLOCK elements per program."""
+    block: int
+    grid: Tuple[int]
+    int64: bool
+    num_warps: int
+
+
+def plan_bias_act(n: int, C: int, stride_c: int, dev: DeviceInfo) -> ElementwisePlan:
+    """The launch of the elementwise kernel over ``n`` elements (``C`` channels at memory stride ``stride_c``)."""
+    block = _INTERPRETER_BLOCK if dev.interpreter else _GPU_BLOCK
+    int64 = n + block > _INT32_LIMIT or max(C, 1) * max(stride_c, 1) > _INT32_LIMIT
+    return ElementwisePlan(block, (triton.cdiv(n, block),), int64, 4)
+
+
+class DbPlan(NamedTuple):
+    """One launch of ``_bias_act_db_kernel``: the [nr, nw] matrix in [block_r, block_w] tiles (``columns``:
+    summed down columns, else along rows), ``n_rb * n_wb`` programs."""
+    columns: bool
+    nr: int
+    nw: int
+    block_r: int
+    block_w: int
+    n_rb: int
+    n_wb: int
+    int64: bool
+    num_warps: int
+
+    @property
+    def grid(self) -> Tuple[int]:
+        return (self.n_rb * self.n_wb,)
+
+
 def _db_tiles(columns: bool, nr: int, nw: int, gpu: bool) -> Tuple[int, int]:
     """(BLOCK_R, BLOCK_W) of the bias-gradient kernel: on a GPU about 2K-4K elements per program, with rows
     (columns mode) or columns (runs mode) sized to the matrix; under the interpreter, fewer, larger programs."""
@@ -311,6 +347,24 @@ def _db_tiles(columns: bool, nr: int, nw: int, gpu: bool) -> Tuple[int, int]:
         return max(1, min(triton.next_power_of_2(nr), size // block_w, 32 if gpu else size)), block_w
     block_w = min(triton.next_power_of_2(nw), 1024 if gpu else 4096)
     return max(1, (size // 2) // block_w), block_w
+
+
+def plan_bias_act_db(n: int, C: int, S: int, dev: DeviceInfo) -> DbPlan:
+    """The launch of the bias-gradient kernel over ``n`` elements of memory [O, C, S] (``S``: the channel's
+    stride, 1 for one channel): long runs (S >= _RUNS_MIN) as the matrix [O * C, S] summed along rows, else rows
+    of W = m * C * S elements (m rows of [C, S] side by side, filling a tile's width) summed down columns."""
+    gpu = not dev.interpreter
+    columns = S < _RUNS_MIN
+    if columns:
+        width = C * S
+        nw = width * max(1, (128 if gpu else 4096) // width)
+        nr = triton.cdiv(n, nw)
+    else:
+        nr, nw = n // S, S
+    block_r, block_w = _db_tiles(columns, nr, nw, gpu)
+    n_rb, n_wb = triton.cdiv(nr, block_r), triton.cdiv(nw, block_w)
+    int64 = n + (block_r + 1) * nw + block_w > _INT32_LIMIT  # the last tile reaches past n
+    return DbPlan(columns, nr, nw, block_r, block_w, n_rb, n_wb, int64, 4)
 
 
 def _gpu_db_launch(columns: bool, nr: int, nw: int) -> dict:
@@ -386,14 +440,12 @@ def _launch(mode: int, x, b, dy, ddx, act_code: int, alpha: float, gain: float, 
     clamp = float(clamp) if clamp is not None else -1.0
     f64 = x.dtype == torch.float64
     scalars = [split_f64(float(alpha), f64), split_f64(float(gain), f64), split_f64(clamp, f64)]
-    block = _GPU_BLOCK if x.is_cuda else 4096  # fewer, larger programs under the interpreter
-    int64 = n + block > _INT32_LIMIT or int(C) * max(stride_c, 1) > _INT32_LIMIT
-    grid = (triton.cdiv(n, block),)
+    plan = plan_bias_act(n, int(C), stride_c, device_info(x.device))
     with device_guard(x):
-        _bias_act_kernel[grid](x, b, dy, ddx, out, n, max(int(C), 1), stride_c, *(p[0] for p in scalars),
-                               *(p[1] for p in scalars),
-                               ACT=int(act_code), MODE=mode, HAS_BIAS=has_bias, HAS_CLAMP=clamp >= 0,
-                               INT64=int64, F64=f64, BLOCK=block, num_warps=4)
+        _bias_act_kernel[plan.grid](x, b, dy, ddx, out, n, max(int(C), 1), stride_c, *(p[0] for p in scalars),
+                                    *(p[1] for p in scalars),
+                                    ACT=int(act_code), MODE=mode, HAS_BIAS=has_bias, HAS_CLAMP=clamp >= 0,
+                                    INT64=plan.int64, F64=f64, BLOCK=plan.block, num_warps=plan.num_warps)
     return out
 
 
@@ -422,25 +474,16 @@ def _launch_db(mode: int, x, b, dy, ddx, act_code: int, alpha: float, gain: floa
     if n == 0:
         return out, torch.zeros(C, device=x.device, dtype=x.dtype)
     S = 1 if C == 1 else stride_c
-    gpu = x.is_cuda
-    columns = S < _RUNS_MIN
-    if columns:
-        width = C * S
-        nw = width * max(1, (128 if gpu else 4096) // width)
-        nr = triton.cdiv(n, nw)
-    else:
-        nr, nw = n // S, S
-    block_r, block_w = _db_tiles(columns, nr, nw, gpu)
-    n_rb, n_wb = triton.cdiv(nr, block_r), triton.cdiv(nw, block_w)
+    plan = plan_bias_act_db(n, C, S, device_info(x.device))
+    columns, nr, nw, n_rb, n_wb = plan.columns, plan.nr, plan.nw, plan.n_rb, plan.n_wb
     part = torch.empty((n_rb, nw) if columns else (nr, n_wb), device=x.device, dtype=acc)
     clamp = float(clamp) if clamp is not None else -1.0
     scalars = [split_f64(float(alpha), f64), split_f64(float(gain), f64), split_f64(clamp, f64)]
-    int64 = n + (block_r + 1) * nw + block_w > _INT32_LIMIT  # the last tile reaches past n
     with device_guard(x):
-        _bias_act_db_kernel[(n_rb * n_wb,)](x, b, dy, ddx, out, part, n, nr, nw, n_wb, C, S, *(p[0] for p in scalars),
-                                            *(p[1] for p in scalars), ACT=int(act_code), MODE=mode,
-                                            HAS_CLAMP=clamp >= 0, COLUMNS=columns, INT64=int64, F64=f64,
-                                            BLOCK_R=block_r, BLOCK_W=block_w, num_warps=4)
+        _bias_act_db_kernel[plan.grid](x, b, dy, ddx, out, part, n, nr, nw, n_wb, C, S, *(p[0] for p in scalars),
+                                       *(p[1] for p in scalars), ACT=int(act_code), MODE=mode,
+                                       HAS_CLAMP=clamp >= 0, COLUMNS=columns, INT64=plan.int64, F64=f64,
+                                       BLOCK_R=plan.block_r, BLOCK_W=plan.block_w, num_warps=plan.num_warps)
     if columns:  # part[rb, (j * C + c) * S + s]
         db = part.view(n_rb, nw // (C * S), C, S).sum(dim=(0, 1, 3))
     else:  # part[o * C + c, wb]

@@ -47,12 +47,43 @@ The backward program owns a ``TI x TI`` tile of inputs::
     dX = Ay^T @ dU @ Ax      the transposed up-FIR
     db partial = sum(dX)     per program, reduced afterwards in a fixed order (no atomics)
 
-Precision: float32 inputs go through ``tl.dot`` with ``input_precision``
-:data:`FP32_INPUT_PRECISION` ("ieee": float32 products, no TF32); float16 and
-bfloat16 feed the dots in their own dtype (tensor cores, float32 accumulation:
-the intermediate tiles are rounded to x's dtype between the dots, as the
-reference rounds its intermediate tensors); the activation and masks are
-computed in float32. float64 is refused (the public op sends it to ``ref``).
+Precision: float32 inputs go through ``tl.dot`` with ``input_precision`` ``fp32_precision`` (the launchers'
+keyword; default :data:`FP32_INPUT_PRECISION`, ``"tf32x3"``; the backend passes the library's setting):
+``"tf32x3"`` runs the float32 dots on the tensor cores as three TF32 products (hi*hi + hi*lo + lo*hi, hi the
+operand rounded to TF32 and lo the TF32 rounding of the rest), ``"ieee"`` as float32 FMA (opt-in; its forward
+takes tiles of at most 32 samples on a GPU: with tiles of 64 its FMA dots spill). float16 and bfloat16 feed
+the dots in their own dtype (tensor cores, float32 accumulation: the intermediate tiles are rounded to x's
+dtype between the dots, as the reference rounds its intermediate tensors); the activation and masks are
+computed in float32. float64 is refused (the public op sends it to ``ref``). The interpreter runs ``ieee``.
+
+Max error against float64 at StyleGAN3-T/-R shapes (one sample, 4 planes; x, bias and cotangent N(0, 1));
+the ``tf32x3`` column is *emulated* on the CPU (``tests/test_filtered_lrelu_tf32x3.py``: the kernels' banded
+products with each dot split into TF32 hi/lo parts, summed in float32), not measured on a GPU; the bound is
+the self-test's (8 x ref's own float32 error + 64 float32 eps at the RMS)::
+
+    layer (256 px)                               result   ieee      tf32x3 (emulated)   self-test bound
+    T #10: 150 -> 276 px, up 4 (24), down 2 (12)  y        6.27e-07  1.05e-06            9.38e-06
+                                                  dx       1.25e-06  1.61e-06            1.58e-05
+                                                  db       8.21e-05  8.75e-05            2.63e-03
+    T #11: 278 -> 276 px, up 2 (12), down 2 (12)  y        8.97e-07  1.03e-06            1.11e-05
+                                                  dx       5.54e-07  6.80e-07            6.15e-06
+                                                  db       1.54e-05  4.04e-05            1.63e-03
+    T #13: 278 -> 256 px, up 2 (12), down 2 (12)  y        1.36e-06  2.65e-06            1.73e-05
+                                                  dx       7.71e-07  1.90e-06            1.11e-05
+                                                  db       5.10e-05  1.50e-04            9.99e-04
+    R #13: 276 -> 256 px, up 2 (12), down 2 (12)  y        1.25e-06  2.57e-06            1.75e-05
+                                                  dx       8.58e-07  1.69e-06            1.17e-05
+                                                  db       2.96e-05  9.82e-05            1.43e-03
+
+(StyleGAN3-R's other layers have radial 2-D down filters: the split path, not these kernels.) On a GPU the
+first-use self-test judges the real kernels, as for every op.
+
+Occupancy (tile/dot kernels: no bar; compiled for sm_90, ``benchmarks/static_report.py``): the StyleGAN3
+tiles (BU 64, 8 warps) hold a [64, 64] float32 up-sampled tile, its activation and the four tap bands on chip,
+about 170-180 registers in float32 (tf32x3) and 100-110 in float16/bfloat16: 12% and 25% theoretical
+occupancy, no spills. The tile, not the occupancy, carries the design: it keeps the up-sampled signal out of
+global memory (25-35x fewer bytes than the composition); latency is hidden by the dots' independent work
+within a program rather than by resident warps.
 
 Non-finite inputs: a banded product multiplies every input of the tile, most
 by a zero tap, so an inf or NaN in x makes its whole output tile NaN, where the
@@ -62,24 +93,28 @@ reference spoils only the outputs within the filters' reach.
 from __future__ import annotations
 
 import functools
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
 from ..shapes import filtered_lrelu_mask_size, filtered_lrelu_size
-from ._common import device_guard, interpreting, is_channels_last
+from ._common import DeviceInfo, device_guard, device_info, is_channels_last
 from .bias_act import _clamp_keep_nan
 
-__all__ = ["filtered_lrelu_fwd", "filtered_lrelu_bwd", "plan_forward", "plan_backward",
-           "FP32_INPUT_PRECISION"]
+__all__ = ["filtered_lrelu_fwd", "filtered_lrelu_bwd", "plan_forward", "plan_backward", "plan_fwd_launch",
+           "plan_bwd_launch", "FP32_INPUT_PRECISION", "FP32_PRECISIONS"]
 
-# input_precision of the float32 dots on a GPU ("ieee", "tf32x3" or "tf32"); the interpreter always uses "ieee".
-FP32_INPUT_PRECISION = "ieee"
+# input_precision of the float32 dots on a GPU: "tf32x3" (tensor cores, three TF32 products: see the module
+# doc for its error) or "ieee" (float32 FMA); the interpreter always uses "ieee". The launchers' default;
+# the backend passes the library's setting (``fp32_precision=gan_fast.config.fp32_dot_precision()``).
+FP32_PRECISIONS = ("tf32x3", "ieee")
+FP32_INPUT_PRECISION = "tf32x3"
 
 _INT32_MAX = 2**31 - 1
 _MAX_BLOCK = 128  # the largest tile edge a plan may use (a [BU, BU] float32 tile lives in registers)
+_IEEE_MAX_BLOCK = 32  # ... with the opt-in float32 'ieee' dots on a GPU, where a filter's reach allows
 
 # Forward modes.
 MODE_ACT = 0        # y only (no gradient will be taken)
@@ -97,14 +132,21 @@ def _floordiv(a, b: tl.constexpr):
 @triton.jit
 def _taps(f_ptr, idx, F: tl.constexpr, HAS_F: tl.constexpr, FLIP: tl.constexpr, SCALE: tl.constexpr):
     """The correlation taps g[idx] (0 outside [0, F)) of filter f: f reversed (true convolution) unless FLIP;
-    a missing filter is the 1-tap identity. Times SCALE."""
+    a missing filter is the 1-tap identity. Times SCALE.
+
+    The filter is loaded once as a vector and the [rows, cols] band gathered from it in registers
+    (``tl.gather``), not by a global gather per element: a 64-bit address per tap element cost the float32
+    forward its last registers (255 and spills on sm_90 before; about 180 and none now)."""
     valid = (idx >= 0) & (idx < F)
     if HAS_F:
         if FLIP:
             k = idx
         else:
             k = (F - 1) - idx
-        v = tl.load(f_ptr + k, mask=valid, other=0.0).to(tl.float32)
+        FP: tl.constexpr = max(16, triton.next_power_of_2(F))
+        fv = tl.load(f_ptr + tl.arange(0, FP), mask=tl.arange(0, FP) < F, other=0.0).to(tl.float32)
+        src = tl.broadcast_to(fv[:, None], (FP, idx.shape[1]))
+        v = tl.where(valid, tl.gather(src, tl.where(valid, k, 0), 0), 0.0)
     else:
         v = tl.where(valid, 1.0, 0.0)
     return v * SCALE
@@ -319,17 +361,21 @@ def _tile_cost(tile: int, dots, loads: float) -> float:
 
 
 @functools.lru_cache(maxsize=None)
-def plan_forward(up: int, down: int, fu: int, fd: int) -> Optional[Tuple[int, int, int, int]]:
+def plan_forward(up: int, down: int, fu: int, fd: int, max_block: int = _MAX_BLOCK
+                 ) -> Optional[Tuple[int, int, int, int]]:
     """(TO, BI, BU, BO) of the forward kernel for up/down factors and fu/fd taps (1 for none); None when no
-    tile of at most ``_MAX_BLOCK`` samples holds the filters' reach. The same on every device (so the
-    interpreter tests run the GPU's tiling)."""
+    tile of at most ``max_block`` samples holds the filters' reach. The same on every device (so the
+    interpreter tests run the GPU's tiling), except the opt-in float32 'ieee' dots on a GPU, which take
+    tiles of at most :data:`_IEEE_MAX_BLOCK` where one holds the filters (:func:`_launch_plan`)."""
     best = None
     for bu in (16, 32, 64, 128):
+        if bu > max_block:
+            continue
         for to in range(1, (bu - fd) // down + 2):
             span = (to - 1) * down + fd  # up-sampled samples of the tile
             ni = (span + fu - 2) // up + 1  # inputs they need
             bi, bo = _pow2(ni), _pow2(to)
-            if span > bu or max(bi, bo) > _MAX_BLOCK:
+            if span > bu or max(bi, bo) > max_block:
                 continue
             loads = bi * bi + 2 * bi * bu + 2 * bo * bu + to * to + (to * down) ** 2 / 4  # x, taps, y, mask
             cost = _tile_cost(to, [(bi, bi, bu), (bu, bi, bu), (bo, bu, bu), (bo, bu, bo)], loads)
@@ -341,15 +387,18 @@ def plan_forward(up: int, down: int, fu: int, fd: int) -> Optional[Tuple[int, in
 
 
 @functools.lru_cache(maxsize=None)
-def plan_backward(up: int, down: int, fu: int, fd: int) -> Optional[Tuple[int, int, int, int]]:
+def plan_backward(up: int, down: int, fu: int, fd: int, max_block: int = _MAX_BLOCK
+                  ) -> Optional[Tuple[int, int, int, int]]:
     """(TI, BI, BU, BO) of the backward kernel (see :func:`plan_forward`)."""
     best = None
     for bu in (16, 32, 64, 128):
+        if bu > max_block:
+            continue
         for ti in range(1, (bu - fu) // up + 2):
             span = (ti - 1) * up + fu  # up-sampled samples the inputs reach
             no = (span + fd - 2) // down + 1  # outputs those reach
             bi, bo = _pow2(ti), _pow2(no)
-            if span > bu or max(bi, bo) > _MAX_BLOCK:
+            if span > bu or max(bi, bo) > max_block:
                 continue
             loads = bo * bo + 2 * bu * bo + 2 * bi * bu + bu * bu / 4 + ti * ti  # dy, taps, mask, dx
             cost = _tile_cost(ti, [(bu, bo, bo), (bu, bo, bu), (bi, bu, bu), (bi, bu, bi)], loads)
@@ -391,15 +440,66 @@ def _check_dtype(t: torch.Tensor, name: str) -> None:
                         f"bfloat16 {name}, got {t.dtype}; use impl='ref' (impl=None sends float64 there)")
 
 
-def _precision(t: torch.Tensor) -> Tuple[bool, str]:
-    lowp = t.dtype in (torch.float16, torch.bfloat16)
-    return lowp, ("ieee" if interpreting() or t.device.type != "cuda" else FP32_INPUT_PRECISION)
+def _check_precision(fp32_precision: str) -> None:
+    if fp32_precision not in FP32_PRECISIONS:
+        raise ValueError(f"filtered_lrelu: fp32_precision must be one of {FP32_PRECISIONS}, got {fp32_precision!r}")
+
+
+class FLReluPlan(NamedTuple):
+    """A launch of the forward (``tile``: TO outputs) or backward (``tile``: TI inputs) kernel: tiles, the
+    grid, fp16/bf16 dot operands (``lowp``), the float32 dots' input precision and num_warps."""
+    tile: int
+    bi: int
+    bu: int
+    bo: int
+    ty: int
+    tx: int
+    lowp: bool
+    precision: str
+    num_warps: int
+    planes: int
+
+    @property
+    def grid(self) -> Tuple[int]:
+        return (self.planes * self.ty * self.tx,)
+
+
+def _launch_plan(planner, args, planes: int, h: int, w: int, dtype: torch.dtype, dev: DeviceInfo,
+                 fp32_precision: str, ieee_max_block: Optional[int] = None) -> Optional[FLReluPlan]:
+    _check_precision(fp32_precision)
+    lowp = dtype in (torch.float16, torch.bfloat16)
+    precision = "ieee" if dev.interpreter else fp32_precision
+    tiles = None
+    if ieee_max_block and precision == "ieee" and not lowp and not dev.interpreter:
+        # float32 FMA dots hold a whole K row / column of their operands per thread: the forward's tiles of 64
+        # spill (108 B a thread on sm_90), tiles of 32 do not
+        tiles = planner(*args, ieee_max_block)
+    tiles = tiles or planner(*args)
+    if tiles is None:
+        return None
+    tile, bi, bu, bo = tiles
+    return FLReluPlan(tile, bi, bu, bo, triton.cdiv(h, tile), triton.cdiv(w, tile), lowp, precision,
+                      _num_warps(bu), planes)
+
+
+def plan_fwd_launch(n: int, c: int, oh: int, ow: int, up: int, down: int, fu: int, fd: int, dtype: torch.dtype,
+                    dev: DeviceInfo, fp32_precision: str = FP32_INPUT_PRECISION) -> Optional[FLReluPlan]:
+    """The forward's launch for [n, c] planes of ``oh x ow`` outputs (None: no tile holds the filters)."""
+    return _launch_plan(plan_forward, (up, down, fu, fd), n * c, oh, ow, dtype, dev, fp32_precision,
+                        _IEEE_MAX_BLOCK)
+
+
+def plan_bwd_launch(n: int, c: int, h: int, w: int, up: int, down: int, fu: int, fd: int, dtype: torch.dtype,
+                    dev: DeviceInfo, fp32_precision: str = FP32_INPUT_PRECISION) -> Optional[FLReluPlan]:
+    """The backward's launch for [n, c] planes of ``h x w`` inputs (None: no tile holds the filters)."""
+    return _launch_plan(plan_backward, (up, down, fu, fd), n * c, h, w, dtype, dev, fp32_precision)
 
 
 def filtered_lrelu_fwd(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor],
                        b: Optional[torch.Tensor], up: int, down: int, px0: int, px1: int, py0: int, py1: int,
                        gain: float, slope: float, clamp: Optional[float], flip_filter: bool, mode: int,
-                       mask: Optional[torch.Tensor] = None) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                       mask: Optional[torch.Tensor] = None, fp32_precision: str = FP32_INPUT_PRECISION
+                       ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The fused forward.
 
     Args:
@@ -411,6 +511,7 @@ def filtered_lrelu_fwd(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional
         mode: ``MODE_ACT`` (y), ``MODE_ACT_MASK`` (y and the mask), ``MODE_JVP`` (the forward linearised
             at ``mask``: ``y = Down(d(mask) * Up(x + b))``, x and b being tangents).
         mask: [N, C, MH, MW] int8 from a ``MODE_ACT_MASK`` call (``MODE_JVP`` only).
+        fp32_precision: input precision of the float32 dots on a GPU, one of :data:`FP32_PRECISIONS`.
 
     Returns:
         (y [N, C, OH, OW] in x's dtype and memory format (contiguous unless channels_last), the mask or None).
@@ -425,7 +526,7 @@ def filtered_lrelu_fwd(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional
     if oh < 1 or ow < 1:
         raise ValueError(f"filtered_lrelu leaves no output ({oh}x{ow}) for x {tuple(x.shape)}")
     mh, mw = filtered_lrelu_mask_size(oh, ow, down, nfd)
-    plan = plan_forward(up, down, nfu, nfd)
+    plan = plan_fwd_launch(n, c, oh, ow, up, down, nfu, nfd, x.dtype, device_info(x.device), fp32_precision)
     if plan is None:
         raise ValueError(f"filtered_lrelu: no tile of at most {_MAX_BLOCK} samples holds {nfu}/{nfd}-tap filters "
                          f"at up {up}, down {down}")
@@ -440,34 +541,33 @@ def filtered_lrelu_fwd(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional
         mask = mask.contiguous()
     if y.numel() == 0:
         return y, (mask if mode == MODE_ACT_MASK else None)
-    to, bi, bu, bo = plan
-    ty, tx = triton.cdiv(oh, to), triton.cdiv(ow, to)
-    lowp, precision = _precision(x)
+    to, bi, bu, bo, ty, tx = plan[:6]
     margin = bi * (abs(x.stride(2)) + abs(x.stride(3)))
     use_int64 = _needs_int64(x, margin=margin) or _needs_int64(y) or n * c * mh * mw + bu * (mw + 1) > _INT32_MAX // 2
     m_arg = mask if mask is not None else y
     b_arg = b if b is not None else x
     with device_guard(x):
-        _flrelu_fwd_kernel[(n * c * ty * tx,)](
+        _flrelu_fwd_kernel[plan.grid](
             x, b_arg, fu_t, fd_t, m_arg, y,
             c, h, w, oh, ow, mh, mw, tx, ty,
             *x.stride(), *y.stride(),
             px0, py0, float(gain), float(slope), 0.0 if clamp is None else float(clamp),
             UP=up, DOWN=down, FU=nfu, FD=nfd, HAS_FU=fu is not None, HAS_FD=fd is not None,
             FLIP=bool(flip_filter), HAS_B=b is not None, HAS_CLAMP=clamp is not None,
-            MODE=mode, CL=cl, USE_INT64=use_int64, LOWP=lowp, INPUT_PRECISION=precision,
-            TO=to, BI=bi, BU=bu, BO=bo, num_warps=_num_warps(bu))
+            MODE=mode, CL=cl, USE_INT64=use_int64, LOWP=plan.lowp, INPUT_PRECISION=plan.precision,
+            TO=to, BI=bi, BU=bu, BO=bo, num_warps=plan.num_warps)
     return y, (mask if mode == MODE_ACT_MASK else None)
 
 
 def filtered_lrelu_bwd(dy: torch.Tensor, mask: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tensor],
                        up: int, down: int, px0: int, py0: int, h: int, w: int, gain: float, slope: float,
-                       flip_filter: bool, channels_last: bool, want_db: bool
-                       ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
+                       flip_filter: bool, channels_last: bool, want_db: bool,
+                       fp32_precision: str = FP32_INPUT_PRECISION) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
     """The transposed pass: (dx [N, C, h, w] in dy's dtype (channels_last if asked), db [C] or None).
 
     ``dx = Up^T(d(mask) * Down^T(dy))``: the gradient of the forward whose ``mask`` is given (the
-    padding px1 / py1 is implied by the sizes), ``db`` its sum over N, H and W.
+    padding px1 / py1 is implied by the sizes), ``db`` its sum over N, H and W. ``fp32_precision`` as in
+    :func:`filtered_lrelu_fwd`.
     """
     if dy.ndim != 4:
         raise ValueError(f"dy must be [N, C, OH, OW], got shape {tuple(dy.shape)}")
@@ -480,30 +580,28 @@ def filtered_lrelu_bwd(dy: torch.Tensor, mask: torch.Tensor, fu: Optional[torch.
         raise ValueError(f"mask must be the forward's [N, C, {mh}, {mw}] int8 mask, got {tuple(mask.shape)} "
                          f"{mask.dtype}")
     mask = mask.contiguous()
-    plan = plan_backward(up, down, nfu, nfd)
+    plan = plan_bwd_launch(n, c, h, w, up, down, nfu, nfd, dy.dtype, device_info(dy.device), fp32_precision)
     if plan is None:
         raise ValueError(f"filtered_lrelu: no tile of at most {_MAX_BLOCK} samples holds {nfu}/{nfd}-tap filters "
                          f"at up {up}, down {down}")
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     dx = torch.empty((n, c, h, w), dtype=dy.dtype, device=dy.device, memory_format=fmt)
-    ti, bi, bu, bo = plan
-    ty, tx = triton.cdiv(h, ti), triton.cdiv(w, ti)
-    grid = n * c * ty * tx
+    ti, bi, bu, bo, ty, tx = plan[:6]
+    grid = plan.grid[0]
     if dx.numel() == 0:
         return dx, (torch.zeros(c, dtype=dy.dtype, device=dy.device) if want_db else None)
     partial = torch.empty(grid if want_db else 1, dtype=torch.float32, device=dy.device)
-    lowp, precision = _precision(dy)
     margin = bo * (abs(dy.stride(2)) + abs(dy.stride(3)))
     use_int64 = _needs_int64(dy, margin=margin) or _needs_int64(dx) or n * c * mh * mw + bu * (mw + 1) > _INT32_MAX // 2
     with device_guard(dy):
-        _flrelu_bwd_kernel[(grid,)](
+        _flrelu_bwd_kernel[plan.grid](
             dy, mask, fu_t, fd_t, dx, partial,
             c, h, w, oh, ow, mh, mw, tx, ty,
             *dy.stride(), *dx.stride(),
             px0, py0, float(gain), float(slope),
             UP=up, DOWN=down, FU=nfu, FD=nfd, HAS_FU=fu is not None, HAS_FD=fd is not None,
-            FLIP=bool(flip_filter), STORE_DB=want_db, CL=channels_last, USE_INT64=use_int64, LOWP=lowp,
-            INPUT_PRECISION=precision, TI=ti, BI=bi, BU=bu, BO=bo, num_warps=_num_warps(bu))
+            FLIP=bool(flip_filter), STORE_DB=want_db, CL=channels_last, USE_INT64=use_int64, LOWP=plan.lowp,
+            INPUT_PRECISION=plan.precision, TI=ti, BI=bi, BU=bu, BO=bo, num_warps=plan.num_warps)
     db = None
     if want_db:  # the programs' partial sums, in a fixed order
         db = (partial.view(n, ty * tx, c).sum((0, 1)) if channels_last else

@@ -24,19 +24,21 @@ No autograd here (see ``gan_fast/fused/gradient_norm_penalty.py``).
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import counters, device_guard, is_dense, split_f64
+from ._common import DeviceInfo, counters, device_guard, device_info, is_dense, split_f64
 
-__all__ = ["gnp_forward", "gnp_backward", "penalty_mode", "REDUCTIONS"]
+__all__ = ["gnp_forward", "gnp_backward", "penalty_mode", "plan_gnp_forward", "plan_gnp_backward", "REDUCTIONS"]
 
 REDUCTIONS = {"none": 0, "sum": 1, "mean": 2}
 _INT32_LIMIT = 2**31 - 1
 _GPU_BLOCK = 1024
+_INTERPRETER_BLOCK = 4096
+_PROGRAMS_PER_SM = 4  # the forward splits samples until the grid has this many programs per SM
 # The constexprs the launchers pass on a GPU where they differ from the interpreter's (compile_check compiles them).
 GPU_CONSTEXPRS = {"_gnp_fwd_kernel": [dict(BLOCK=_GPU_BLOCK)], "_gnp_bwd_kernel": [dict(BLOCK=_GPU_BLOCK)]}
 
@@ -172,10 +174,44 @@ def _rows(grads: torch.Tensor) -> Tuple[torch.Tensor, bool]:
     return grads.contiguous(), False
 
 
-def _num_sms(device: torch.device) -> int:
-    if device.type == "cuda":
-        return torch.cuda.get_device_properties(device).multi_processor_count
-    return 1
+class GnpForwardPlan(NamedTuple):
+    """The forward's launch: ``split`` programs per sample, each summing ``chunk`` elements in BLOCKs."""
+    block: int
+    split: int
+    chunk: int
+    block_s: int
+    block_n: int
+    num_warps: int
+    N: int
+
+    @property
+    def grid(self) -> Tuple[int]:
+        return (self.N * self.split,)
+
+
+def plan_gnp_forward(N: int, D: int, dev: DeviceInfo, split: Optional[int] = None) -> GnpForwardPlan:
+    """The forward's launch for ``N`` samples of ``D`` elements: ``split`` (programs per sample) fills the GPU
+    with about 4 programs per SM, each reading at least 4 blocks; one program per sample under the interpreter.
+    ``split`` given: that split (tests), as far as the sample size allows."""
+    block = _INTERPRETER_BLOCK if dev.interpreter else _GPU_BLOCK
+    if split is None:
+        if dev.interpreter:
+            split = 1
+        else:
+            want = _PROGRAMS_PER_SM * dev.sm_count
+            split = max(1, min(triton.cdiv(want, max(N, 1)), triton.cdiv(D, 4 * block), 1024))
+    split = max(1, min(int(split), max(D, 1)))
+    chunk = triton.cdiv(triton.cdiv(max(D, 1), split), block) * block
+    split = triton.cdiv(max(D, 1), chunk)
+    block_s = triton.next_power_of_2(split)
+    block_n = max(1, min(triton.next_power_of_2(max(N, 1)), max(1, 4096 // block_s)))
+    return GnpForwardPlan(block, split, chunk, block_s, block_n, 4, N)
+
+
+def plan_gnp_backward(total: int, dev: DeviceInfo) -> Tuple[int, Tuple[int], int]:
+    """(BLOCK, grid, num_warps) of the elementwise backward over ``total`` elements."""
+    block = _INTERPRETER_BLOCK if dev.interpreter else _GPU_BLOCK
+    return block, (triton.cdiv(total, block),), 4
 
 
 def gnp_forward(grads: torch.Tensor, center: float, one_sided: bool, reduction: str,
@@ -194,27 +230,16 @@ def gnp_forward(grads: torch.Tensor, center: float, one_sided: bool, reduction: 
     D = g.numel() // N if N else 0
     if N == 0:
         return out.fill_(float("nan") if red == 2 else 0.0), sq
-    block = _GPU_BLOCK if g.is_cuda else 4096
-    if split is None:
-        if g.is_cuda:
-            want = 4 * _num_sms(g.device)
-            split = max(1, min(triton.cdiv(want, N), triton.cdiv(D, 4 * block), 1024))
-        else:
-            split = 1
-    split = max(1, min(int(split), max(D, 1)))
-    chunk = triton.cdiv(triton.cdiv(max(D, 1), split), block) * block
-    split = triton.cdiv(max(D, 1), chunk)
-    partial = torch.empty((N * split,), dtype=acc, device=g.device)
+    plan = plan_gnp_forward(N, D, device_info(g.device), split)
+    partial = torch.empty((N * plan.split,), dtype=acc, device=g.device)
     counter = counters(g.device, 1)
     f64 = acc == torch.float64
     c_hi, c_lo = split_f64(float(center), f64)
-    block_s = triton.next_power_of_2(split)
-    block_n = max(1, min(triton.next_power_of_2(N), max(1, 4096 // block_s)))
     with device_guard(g):
-        _gnp_fwd_kernel[(N * split,)](g, partial, counter, sq, out, N, D, split, chunk, c_hi, c_lo,
-                                      MODE=penalty_mode(center, one_sided), REDUCTION=red,
-                                      INT64=g.numel() + block > _INT32_LIMIT, F64=f64, BLOCK=block,
-                                      BLOCK_N=block_n, BLOCK_S=block_s, num_warps=4)
+        _gnp_fwd_kernel[plan.grid](g, partial, counter, sq, out, N, D, plan.split, plan.chunk, c_hi, c_lo,
+                                   MODE=penalty_mode(center, one_sided), REDUCTION=red,
+                                   INT64=g.numel() + plan.block > _INT32_LIMIT, F64=f64, BLOCK=plan.block,
+                                   BLOCK_N=plan.block_n, BLOCK_S=plan.block_s, num_warps=plan.num_warps)
     return out, sq
 
 
@@ -234,13 +259,12 @@ def gnp_backward(grads: torch.Tensor, sq: torch.Tensor, grad_out: torch.Tensor, 
     c_hi, c_lo = split_f64(float(center), f64)
     go = grad_out.to(_acc_dtype(grads.dtype)).contiguous()
     sq = sq.contiguous()
-    block = _GPU_BLOCK if g.is_cuda else 4096
     total = g.numel()
+    block, grid, warps = plan_gnp_backward(total, device_info(g.device))
     with device_guard(g):
-        _gnp_bwd_kernel[(triton.cdiv(total, block),)](g, sq, go, out, total, D, N, c_hi, c_lo,
-                                                      MODE=penalty_mode(center, one_sided), REDUCTION=red,
-                                                      INT64=total + block > _INT32_LIMIT, F64=f64, BLOCK=block,
-                                                      num_warps=4)
+        _gnp_bwd_kernel[grid](g, sq, go, out, total, D, N, c_hi, c_lo,
+                              MODE=penalty_mode(center, one_sided), REDUCTION=red,
+                              INT64=total + block > _INT32_LIMIT, F64=f64, BLOCK=block, num_warps=warps)
     if out is not result:
         result.copy_(out)
     return result

@@ -32,9 +32,9 @@ import torch
 import triton
 import triton.language as tl
 
-from ._common import device_guard, on_gpu
+from ._common import DeviceInfo, device_guard, device_info
 
-__all__ = ["mbd_forward", "mbd_backward"]
+__all__ = ["mbd_forward", "mbd_backward", "plan_mbd"]
 
 # (BLOCK_I, BLOCK_J, max BLOCK_C) per kernel: the GPU's, and the interpreter's (whose cost is per
 # operation, not per element: large tiles run fastest there). Tests pass smaller ones through ``blocks``.
@@ -153,9 +153,18 @@ def _mbd_bwd_kernel(m_ptr, g_ptr, v_ptr, dm_ptr, dg_ptr, N, B, C, s_n, s_b, s_c,
             tl.store(dg_ptr + ri.to(tl.int64) * B + b, (-acc_g).to(dg_ptr.dtype.element_ty), mask=mi)
 
 
-def _blocks(m: torch.Tensor, gpu_blocks, cpu_blocks, blocks) -> Tuple[int, int, int]:
-    bi, bj, bc = blocks if blocks is not None else gpu_blocks if on_gpu(m) else cpu_blocks
-    return bi, bj, min(bc, triton.next_power_of_2(max(m.shape[2], 1)))
+def plan_mbd(n: int, nb: int, nc: int, backward: bool, dev: DeviceInfo,
+             blocks: Optional[Tuple[int, int, int]] = None) -> Tuple[Tuple[int, ...], Tuple[int, int, int], int]:
+    """(grid, (BLOCK_I, BLOCK_J, BLOCK_C), num_warps) of the forward (or the ``backward``) for m [n, nb, nc];
+    ``blocks``: (BLOCK_I, BLOCK_J, max BLOCK_C) instead of the device's (tests)."""
+    if blocks is None:
+        blocks = (_CPU_BWD if backward else _CPU_FWD) if dev.interpreter else (_GPU_BWD if backward else _GPU_FWD)
+    bi, bj, bc = blocks
+    bc = min(bc, triton.next_power_of_2(max(nc, 1)))
+    grid = (triton.cdiv(n, bi) * nb, max(1, triton.cdiv(nc, bc))) if backward else (triton.cdiv(n, bi) * nb,)
+    # The backward's [BLOCK_I, BLOCK_J, BLOCK_C] tiles (differences, signs, and the cotangent's in the second
+    # order) over 8 warps on a GPU: 4 warps needed 166 registers a thread on sm_90 (19% occupancy).
+    return grid, (bi, bj, bc), (8 if backward and not dev.interpreter else 4)
 
 
 def _check(m: torch.Tensor) -> None:
@@ -172,11 +181,11 @@ def mbd_forward(m: torch.Tensor, blocks: Optional[Tuple[int, int, int]] = None) 
     o = torch.empty((n, nb), dtype=m.dtype, device=m.device)
     if o.numel() == 0:
         return o
-    bi, bj, bc = _blocks(m, _GPU_FWD, _CPU_FWD, blocks)
+    grid, (bi, bj, bc), warps = plan_mbd(n, nb, nc, False, device_info(m.device), blocks)
     with device_guard(m):
-        _mbd_fwd_kernel[(triton.cdiv(n, bi) * nb,)](
+        _mbd_fwd_kernel[grid](
             m, o, n, nb, nc, *m.stride(), F64=m.dtype == torch.float64, BLOCK_I=bi, BLOCK_J=bj, BLOCK_C=bc,
-            num_warps=4)
+            num_warps=warps)
     return o
 
 
@@ -199,10 +208,10 @@ def mbd_backward(m: torch.Tensor, g: torch.Tensor, v: Optional[torch.Tensor] = N
         return dm, None if dg is None else dg.zero_()
     if second:
         v = v.to(m.dtype)
-    bi, bj, bc = _blocks(m, _GPU_BWD, _CPU_BWD, blocks)
+    grid, (bi, bj, bc), warps = plan_mbd(n, nb, nc, True, device_info(m.device), blocks)
     vv = v if second else m  # an unused pointer of the right dtype when first order
     with device_guard(m):
-        _mbd_bwd_kernel[(triton.cdiv(n, bi) * nb, max(1, triton.cdiv(nc, bc)))](
+        _mbd_bwd_kernel[grid](
             m, g, vv, dm, dg if second else dm, n, nb, nc, *m.stride(), *g.stride(), *vv.stride(),
-            SECOND=second, F64=m.dtype == torch.float64, BLOCK_I=bi, BLOCK_J=bj, BLOCK_C=bc, num_warps=4)
+            SECOND=second, F64=m.dtype == torch.float64, BLOCK_I=bi, BLOCK_J=bj, BLOCK_C=bc, num_warps=warps)
     return dm, dg

@@ -27,6 +27,12 @@ Backward of W / sigma (u, v constants, sigma = u^T W v):
 
 Arithmetic is float32 (float64 for float64 weights); u, v and sigma are kept in
 that compute dtype. No autograd here (see ``gan_fast/fused/``).
+
+Launches (:func:`plan_spectral_norm`, compiled for sm_90 by ``benchmarks/static_report.py``): [16, 256] tiles
+and 1024-element blocks over 8 warps. ``_sn_power_kernel`` is a tile kernel (its two matrix-vector products
+per row block; no occupancy bar): about 80 registers, no spills, about 38% theoretical occupancy, which is
+plenty for a launch whose programs each stream a [16, w] slab of W twice. The others are memory-bound
+(<g, W> and the elementwise W / sigma and dW) at 25% or more.
 """
 
 from __future__ import annotations
@@ -34,15 +40,16 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import List, Optional, Sequence, Tuple
+from typing import List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
-from ._common import counters, device_guard
+from ._common import DeviceInfo, counters, device_guard, device_info
 
-__all__ = ["SNLayer", "Plan", "plan", "power_launch", "backward_launch", "matrix_view", "compute_dtype"]
+__all__ = ["SNLayer", "Plan", "plan", "power_launch", "backward_launch", "matrix_view", "compute_dtype",
+           "plan_spectral_norm", "SNLaunchPlan"]
 
 _INT32_LIMIT = 2**31 - 1
 
@@ -356,11 +363,26 @@ GPU_CONSTEXPRS = {"_sn_power_kernel": [_GPU_TILE], "_sn_bwd_kernel": [_GPU_TILE]
                   "_sn_bwd_apply_kernel": [dict(BLOCK=_GPU_BLOCKS["BLOCK"])]}
 
 
-def _blocks(device: torch.device) -> Tuple[int, int, int]:
-    """(BLOCK_H, BLOCK_W, BLOCK) for the matrix and elementwise kernels."""
-    if device.type == "cuda":
-        return _GPU_BLOCKS["BLOCK_H"], _GPU_BLOCKS["BLOCK_W"], _GPU_BLOCKS["BLOCK"]
-    return 4, 32, 4096  # under the interpreter: small tiles so small test matrices still use several programs
+class SNLaunchPlan(NamedTuple):
+    """Tiles of the spectral-norm launches: [BLOCK_H, BLOCK_W] for the matrix kernels (power iteration, the
+    backward's <g, W>), BLOCK elements for the elementwise ones (W / sigma, dW); layers of at most
+    ``fuse_max_numel`` elements (or of one row block) get W / sigma and dW from the matrix launch's last
+    program instead of a second launch."""
+    block_h: int
+    block_w: int
+    block: int
+    fuse_max_numel: int
+    num_warps: int
+
+
+def plan_spectral_norm(dev: DeviceInfo) -> SNLaunchPlan:
+    """The tiles and the fuse threshold on ``dev``. Under the interpreter small tiles, so that small test
+    matrices still use several programs, and every layer fused."""
+    if dev.interpreter:
+        return SNLaunchPlan(4, 32, 4096, 1 << 30, 4)
+    # 8 warps: a [16, 256] tile is 16 elements a thread (4 warps: 32, 222-237 registers on sm_90, 12% occupancy);
+    # the elementwise kernels' 64-bit (row, column) index arithmetic likewise halves to 4 elements a thread.
+    return SNLaunchPlan(_GPU_BLOCKS["BLOCK_H"], _GPU_BLOCKS["BLOCK_W"], _GPU_BLOCKS["BLOCK"], 1 << 16, 8)
 
 
 @dataclass
@@ -425,10 +447,10 @@ def power_launch(layers: Sequence[SNLayer], n_iterations: int, eps: float, fuse_
     mat0 = layers[0].mat
     device, dtype = mat0.device, mat0.dtype
     cdt = compute_dtype(dtype)
-    bh, bw, block = _blocks(device)
-    bh, bw = block_h or bh, block_w or bw
+    sp = plan_spectral_norm(device_info(device))
+    bh, bw, block = block_h or sp.block_h, block_w or sp.block_w, sp.block
     if fuse_max_numel is None:
-        fuse_max_numel = 1 << 16 if device.type == "cuda" else 1 << 30
+        fuse_max_numel = sp.fuse_max_numel
     out_plan = plan(layers, arena)
     # The scratch workspace: per layer t [h], s partials [P, w], squared-norm partials [P].
     ws_rows, prog, n_ws, fused = [], [], 0, []
@@ -470,7 +492,7 @@ def power_launch(layers: Sequence[SNLayer], n_iterations: int, eps: float, fuse_
             tab = table(last, v_src)
             _sn_power_kernel[(len(prog),)](tab, prog_t, ws, cnt, float(eps),
                                            N_ITERS=n_iter_launch, ELT=elt, F64=cdt == torch.float64,
-                                           BLOCK_H=bh, BLOCK_W=bw, num_warps=4)
+                                           BLOCK_H=bh, BLOCK_W=bw, num_warps=sp.num_warps)
             if not last:  # the next iteration starts from this v (kept in compute dtype)
                 v_src = list(out_plan.v)
                 if dtype != cdt:
@@ -481,7 +503,7 @@ def power_launch(layers: Sequence[SNLayer], n_iterations: int, eps: float, fuse_
             tab = table(True, v_src)
             sprog = [(i, q) for i in rest for q in range(triton.cdiv(layers[i].mat.numel(), block))]
             _sn_scale_kernel[(len(sprog),)](tab, _tables.get(sprog, device, torch.int32),
-                                            ELT=elt, F64=cdt == torch.float64, BLOCK=block, num_warps=4)
+                                            ELT=elt, F64=cdt == torch.float64, BLOCK=block, num_warps=sp.num_warps)
     return out_plan, fused
 
 
@@ -494,10 +516,10 @@ def backward_launch(mats: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
     mat0 = mats[0]
     device, dtype = mat0.device, mat0.dtype
     cdt = compute_dtype(dtype)
-    bh, bw, block = _blocks(device)
-    bh, bw = block_h or bh, block_w or bw
+    sp = plan_spectral_norm(device_info(device))
+    bh, bw, block = block_h or sp.block_h, block_w or sp.block_w, sp.block
     if fuse_max_numel is None:
-        fuse_max_numel = 1 << 16 if device.type == "cuda" else 1 << 30
+        fuse_max_numel = sp.fuse_max_numel
     rows, prog, n_ws, fused = [], [], 0, []
     for i, (m, g, d) in enumerate(zip(mats, grads, dws)):
         h, w = m.shape
@@ -517,9 +539,9 @@ def backward_launch(mats: Sequence[torch.Tensor], grads: Sequence[torch.Tensor],
     elt = _ELT[dtype]
     with device_guard(mat0):
         _sn_bwd_kernel[(len(prog),)](tab, _tables.get(prog, device, torch.int32), ws, cnt,
-                                     ELT=elt, F64=cdt == torch.float64, BLOCK_H=bh, BLOCK_W=bw, num_warps=4)
+                                     ELT=elt, F64=cdt == torch.float64, BLOCK_H=bh, BLOCK_W=bw, num_warps=sp.num_warps)
         rest = [i for i in range(len(mats)) if not fused[i]]
         if rest:
             aprog = [(i, q) for i in rest for q in range(triton.cdiv(mats[i].numel(), block))]
             _sn_bwd_apply_kernel[(len(aprog),)](tab, _tables.get(aprog, device, torch.int32), ws,
-                                                ELT=elt, F64=cdt == torch.float64, BLOCK=block, num_warps=4)
+                                                ELT=elt, F64=cdt == torch.float64, BLOCK=block, num_warps=sp.num_warps)

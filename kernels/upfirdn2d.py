@@ -21,16 +21,16 @@ Accumulation is in float32 whatever the storage dtype (fp32/fp16/bf16).
 
 from __future__ import annotations
 
-from typing import Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 
 from ..shapes import upfirdn2d_size
-from ._common import Tuned, device_guard, interpreting, is_channels_last
+from ._common import DeviceInfo, Tuned, device_guard, device_info, is_channels_last
 
-__all__ = ["upfirdn2d_fwd", "SEPARABLE_TWO_PASS_MIN_TAPS"]
+__all__ = ["upfirdn2d_fwd", "plan_upfirdn2d", "SEPARABLE_TWO_PASS_MIN_TAPS"]
 
 # A separable [ft] filter runs as two 1-D passes (x then y, float32 in between)
 # when the single-pass outer product would read at least this many samples per
@@ -103,7 +103,10 @@ def _upfirdn2d_kernel(
             ix = ix0 + tx
             kx = kx0 + tx * UPX
             m = my & (ix >= 0) & (ix < W) & (kx < FW) & mask_p
-            gv = tl.load(g_ptr + ky * FW + kx, mask=m, other=0.0)
+            if UPX == 1 and UPY == 1:  # every output takes tap (ty, tx): one uniform load, no gather
+                gv = tl.where(m, tl.load(g_ptr + ty * FW + tx), 0.0)
+            else:
+                gv = tl.load(g_ptr + ky * FW + kx, mask=m, other=0.0)
             if USE_INT64:
                 col = ix.to(tl.int64) * sxw
             else:
@@ -119,9 +122,13 @@ def _upfirdn2d_kernel(
     tl.store(y_ptr + y_off, acc.to(y_ptr.dtype.element_ty), mask=mask_cp)
 
 
+# At most 2 outputs a thread (4 took 138-168 registers on sm_90 with 4x4 taps: 12-19% occupancy; 2 take at most
+# about 90, 25-38%); the autotuner still chooses among the same tile sizes. 16 warps name maxnreg=128 (the
+# register file's share of a 512-thread block): left to itself ptxas aims at 2 such blocks (64 registers) and
+# spills the 4x4-tap float16 kernels.
 _NCHW_CONFIGS = [
-    triton.Config({"BLOCK_C": 1, "BLOCK_P": bp}, num_warps=nw)
-    for bp, nw in ((128, 4), (256, 4), (512, 4), (1024, 8))
+    triton.Config({"BLOCK_C": 1, "BLOCK_P": bp}, num_warps=nw, maxnreg=128 if nw == 16 else None)
+    for bp, nw in ((128, 4), (256, 4), (512, 8), (1024, 16))
 ]
 _NHWC_CONFIGS = [
     triton.Config({"BLOCK_C": bc, "BLOCK_P": bp}, num_warps=nw)
@@ -136,39 +143,54 @@ def _next_pow2(v: int) -> int:
     return 1 << max(int(v) - 1, 0).bit_length()
 
 
+class UpFirDn2dPlan(NamedTuple):
+    """A launch of ``_upfirdn2d_kernel``: ``tuned`` ('nchw' or 'nhwc', the autotuned kernel whose configs a GPU
+    chooses from), or None and the one tile ``blocks`` (the interpreter)."""
+    tuned: Optional[str]
+    blocks: Optional[dict]
+    use_int64: bool
+
+    def grid(self, n: int, c: int, oh: int, ow: int, meta: dict) -> Tuple[int]:
+        return (n * triton.cdiv(c, meta["BLOCK_C"]) * triton.cdiv(oh * ow, meta["BLOCK_P"]),)
+
+
+def plan_upfirdn2d(c: int, oh: int, ow: int, channels_last: bool, x_span: int, y_span: int,
+                   dev: DeviceInfo) -> UpFirDn2dPlan:
+    """The launch for ``c`` channels of ``oh x ow`` outputs; ``x_span``/``y_span``: the largest element offset
+    of the input (plus two rows and columns of margin: masked lanes may point a little outside) and output."""
+    use_int64 = max(x_span, y_span) > _INT32_MAX // 2
+    if dev.interpreter:
+        # Few, large programs (the interpreter's cost is per program and per operation, not per element; a
+        # channel block serves either layout); autotuning would only waste time.
+        block_c = min(_next_pow2(c), 64)
+        block_p = max(1, min(_next_pow2(oh * ow), 4096 // block_c))
+        return UpFirDn2dPlan(None, dict(BLOCK_C=block_c, BLOCK_P=block_p), use_int64)
+    return UpFirDn2dPlan("nhwc" if channels_last else "nchw", None, use_int64)
+
+
 def _launch(x: torch.Tensor, g: torch.Tensor, y: torch.Tensor, upx: int, upy: int, downx: int, downy: int,
             px0: int, py0: int) -> None:
     n, c, h, w = x.shape
     oh, ow = y.shape[2:]
     fh, fw = g.shape
-    channels_last = is_channels_last(y)
     span_x = sum((s - 1) * abs(st) for s, st in zip(x.shape, x.stride()))
     span_y = sum((s - 1) * abs(st) for s, st in zip(y.shape, y.stride()))
     # Only unmasked lanes need exact offsets (masked ones may wrap); a small margin for safety.
-    use_int64 = max(span_x + 2 * (abs(x.stride(2)) + abs(x.stride(3))), span_y) > _INT32_MAX // 2
+    plan = plan_upfirdn2d(c, oh, ow, is_channels_last(y), span_x + 2 * (abs(x.stride(2)) + abs(x.stride(3))),
+                          span_y, device_info(x.device))
     args = (x, g, y, c, h, w, oh, ow, *x.stride(), *y.stride(), px0, py0,
             -(-max(px0, 0) // upx), -(-max(py0, 0) // upy))
     consts = dict(UPX=upx, UPY=upy, DOWNX=downx, DOWNY=downy, FW=fw, FH=fh,
-                  TX=-(-fw // upx), TY=-(-fh // upy), USE_INT64=use_int64)
+                  TX=-(-fw // upx), TY=-(-fh // upy), USE_INT64=plan.use_int64)
 
     def grid(meta):
-        return (n * triton.cdiv(c, meta["BLOCK_C"]) * triton.cdiv(oh * ow, meta["BLOCK_P"]),)
+        return plan.grid(n, c, oh, ow, meta)
 
     with device_guard(x):
-        _launch_kernel(channels_last, grid, args, consts, c, oh, ow, x.device.type == "cuda")
-
-
-def _launch_kernel(channels_last, grid, args, consts, c, oh, ow, cuda):
-    if interpreting() or not cuda:
-        # Interpreter (tests): few, large programs (its cost is per program and per operation, not per
-        # element; a channel block serves either layout); autotuning would only waste time.
-        block_c = min(_next_pow2(c), 64)
-        block_p = max(1, min(_next_pow2(oh * ow), 4096 // block_c))
-        _upfirdn2d_kernel[grid](*args, **consts, BLOCK_C=block_c, BLOCK_P=block_p)
-    elif channels_last:
-        _tuned_nhwc[grid](*args, **consts)
-    else:
-        _tuned_nchw[grid](*args, **consts)
+        if plan.tuned is None:
+            _upfirdn2d_kernel[grid](*args, **consts, **plan.blocks)
+        else:
+            (_tuned_nhwc if plan.tuned == "nhwc" else _tuned_nchw)[grid](*args, **consts)
 
 
 def upfirdn2d_fwd(x: torch.Tensor, f: torch.Tensor, upx: int, upy: int, downx: int, downy: int,

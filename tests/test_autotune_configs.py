@@ -50,8 +50,6 @@ CASES = {
 def _tuned_kernels():
     found = {}
     for info in pkgutil.iter_modules(kernels_pkg.__path__):
-        if info.name == "compile_check":
-            continue
         mod = importlib.import_module(f"gan_fast.kernels.{info.name}")
         for name, obj in vars(mod).items():
             if isinstance(obj, _common.Tuned):

@@ -454,3 +454,13 @@ def test_full_size_gpu(algorithm, shape, dtype, channels_last):
     small = [None if a is None else a[:2] if k in (0, 2, 4) else a for k, a in enumerate(args)]
     assert_anchored(lambda t: _run(f"triton:{algorithm}", t, kw, act, clamp, layer != "torgb"),
                     lambda t: _run("ref", t, kw, act, clamp, layer != "torgb"), small, dtype)
+
+
+def test_an_experimental_algorithm_is_never_chosen_automatically():
+    """algorithm=None is DEFAULT_ALGORITHM, which may not be experimental (the implicit GEMM misses the static sm_90
+    bars: kernels/modulated_conv2d_bias_act.py)."""
+    from gan_fast.params import modulated_conv2d as P
+
+    assert P.DEFAULT_ALGORITHM not in P.EXPERIMENTAL_ALGORITHMS
+    assert "implicit_gemm" in P.EXPERIMENTAL_ALGORITHMS
+    assert P.check_algorithm(None, 1, 1, (1, 1, 1, 1), True) == P.DEFAULT_ALGORITHM

@@ -45,6 +45,7 @@ from typing import Callable, Dict, NamedTuple, Optional, Tuple
 
 import torch
 
+from .. import config
 from ..params.bias_act import BiasActParams
 from ..params.filtered_lrelu import FilteredLReLUParams
 from ..params.upfirdn2d import UpFirDn2dParams
@@ -84,7 +85,8 @@ def _fwd_op(x: torch.Tensor, fu: Optional[torch.Tensor], fd: Optional[torch.Tens
             clamp: Optional[float], flip_filter: bool, keep_mask: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     K = _kernels()
     y, mask = K.filtered_lrelu_fwd(x, fu, fd, b, up, down, px0, px1, py0, py1, gain, slope, clamp, flip_filter,
-                                   K.MODE_ACT_MASK if keep_mask else K.MODE_ACT)
+                                   K.MODE_ACT_MASK if keep_mask else K.MODE_ACT,
+                                   fp32_precision=config.fp32_dot_precision())
     return y, (mask if mask is not None else x.new_empty(0, dtype=torch.int8))
 
 
@@ -104,7 +106,7 @@ def _jvp_op(v: torch.Tensor, vb: Optional[torch.Tensor], mask: torch.Tensor, fu:
             slope: float, flip_filter: bool) -> torch.Tensor:
     K = _kernels()
     return K.filtered_lrelu_fwd(v, fu, fd, vb, up, down, px0, px1, py0, py1, gain, slope, None, flip_filter,
-                                K.MODE_JVP, mask)[0]
+                                K.MODE_JVP, mask, fp32_precision=config.fp32_dot_precision())[0]
 
 
 @_jvp_op.register_fake
@@ -119,7 +121,7 @@ def _bwd_op(dy: torch.Tensor, mask: torch.Tensor, fu: Optional[torch.Tensor], fd
             down: int, px0: int, py0: int, h: int, w: int, gain: float, slope: float, flip_filter: bool,
             channels_last: bool, want_db: bool) -> Tuple[torch.Tensor, torch.Tensor]:
     dx, db = _kernels().filtered_lrelu_bwd(dy, mask, fu, fd, up, down, px0, py0, h, w, gain, slope, flip_filter,
-                                           channels_last, want_db)
+                                           channels_last, want_db, fp32_precision=config.fp32_dot_precision())
     return dx, (db if db is not None else dy.new_empty(0))
 
 

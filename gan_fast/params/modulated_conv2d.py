@@ -11,12 +11,16 @@ import torch
 from .. import activations, checks
 from ..shapes import conv_resample_length, filter_wh
 
-__all__ = ["ModulatedConv2dParams", "ModulatedConv2dBiasActParams", "ALGORITHMS", "DEFAULT_ALGORITHM", "validate",
+__all__ = ["ModulatedConv2dParams", "ModulatedConv2dBiasActParams", "ALGORITHMS", "EXPERIMENTAL_ALGORITHMS",
+           "DEFAULT_ALGORITHM", "validate",
            "validate_bias_act", "check_modulation_args", "check_resampling_args", "check_output_size",
            "check_noise", "check_algorithm"]
 
 # The algorithms of modulated_conv2d_bias_act's fast backend (one self-test name each).
 ALGORITHMS = ("cudnn", "implicit_gemm")
+# Experimental: never chosen automatically (DEFAULT_ALGORITHM must not be one). The implicit GEMM does not meet the
+# static sm_90 bars (its float32 configs spill, 12% occupancy): kernels/modulated_conv2d_bias_act.py says why.
+EXPERIMENTAL_ALGORITHMS = ("implicit_gemm",)
 # What algorithm=None picks. DESIGN.md keeps convolutions on cuDNN until a GPU benchmark shows a Triton
 # convolution winning: `python -m benchmarks --preset stylegan2` compares the two (op modulated_conv2d_bias_act,
 # backends triton vs triton:implicit_gemm); no GPU run has been recorded yet.
