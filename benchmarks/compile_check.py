@@ -34,6 +34,7 @@ import importlib
 import json
 import os
 import pkgutil
+import re
 import subprocess
 import sys
 import tempfile
@@ -261,14 +262,92 @@ def compile_records(records: List[dict], arch: int, workers: int = 0) -> List[st
                 done.add(key)
                 jobs.append((entry["kernel"], entry["signature"], consts, options, arch))
         signatures.add(sig_key)
-    with ProcessPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
-        failures = [msg for msg in pool.map(_compile_one, jobs) if msg]
-    print(f"compiled {len(jobs) - len(failures)}/{len(jobs)} specialisations for sm_{arch}")
+    cache = _PassCache(arch)
+    todo = [job for job in jobs if not cache.passed(job)]
+    failures = []
+    if todo:
+        with ProcessPoolExecutor(max_workers=workers or min(4, os.cpu_count() or 1)) as pool:
+            for job, msg in zip(todo, pool.map(_compile_one, todo)):
+                if msg:
+                    failures.append(msg)
+                else:
+                    cache.add(job)
+    cache.save()
+    print(f"compiled {len(jobs) - len(failures)}/{len(jobs)} specialisations for sm_{arch} "
+          f"({len(jobs) - len(todo)} unchanged since they last compiled: cached)")
     return failures
+
+
+class _PassCache:
+    """The specialisations that compiled, keyed by their kernel module's source digest, the argument types, the
+    constexprs and options, the arch and the triton version: a re-run compiles only what changed. A failure is
+    never cached. Kept in ``<gan_fast cache dir>/compile_check/sm_<arch>.json``."""
+
+    def __init__(self, arch: int):
+        import hashlib  # noqa: PLC0415
+
+        import triton  # noqa: PLC0415
+        from gan_fast import config  # noqa: PLC0415
+
+        self.path = os.path.join(config.cache_dir(), "compile_check", f"sm_{arch}.json")
+        self._hashlib, self.version, self.arch, self.digests = hashlib, triton.__version__, arch, {}
+        try:
+            with open(self.path) as f:
+                self.keys = set(json.load(f))
+        except (OSError, ValueError):
+            self.keys = set()
+
+    def _key(self, job) -> str:
+        kernel, signature, consts, options, arch = job
+        module = kernel.rsplit(".", 1)[0]
+        if module not in self.digests:  # the module and the kernel modules it imports (their jit helpers)
+            path = importlib.import_module(module).__file__
+            folder, text = os.path.dirname(path), open(path, "rb").read()
+            h = self._hashlib.sha256(text)
+            for dep in sorted(set(re.findall(rb"^from \.(\w+) import", text, re.M))):
+                with open(os.path.join(folder, dep.decode() + ".py"), "rb") as f:
+                    h.update(f.read())
+            self.digests[module] = h.hexdigest()[:16]
+        text = json.dumps([kernel, self.digests[module], signature, consts, options, arch, self.version],
+                          sort_keys=True, default=str)
+        return self._hashlib.sha256(text.encode()).hexdigest()[:24]
+
+    def passed(self, job) -> bool:
+        return self._key(job) in self.keys
+
+    def add(self, job) -> None:
+        self.keys.add(self._key(job))
+
+    def save(self) -> None:
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            tmp = f"{self.path}.tmp{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(sorted(self.keys), f)
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a read-only cache: the next run compiles everything again
 
 
 # ---------------------------------------------------------------------------------------------------
 # command line: both steps, each in its own process
+
+
+def _cached_records_path() -> str:
+    """Where the recorded launches of this tree are kept: named by the digest of everything that decides them
+    (the kernels, the backends' glue, the parameter records, the self-test's cases)."""
+    import hashlib  # noqa: PLC0415
+
+    from gan_fast import config  # noqa: PLC0415
+
+    h = hashlib.sha256()
+    for folder in ("kernels", "gan_fast/backends", "gan_fast/params", "gan_fast/self_test/cases"):
+        for name in sorted(os.listdir(os.path.join(_ROOT, folder))):
+            if name.endswith(".py"):
+                h.update(name.encode())
+                with open(os.path.join(_ROOT, folder, name), "rb") as f:
+                    h.update(f.read())
+    return os.path.join(config.cache_dir(), "compile_check", f"launches-{h.hexdigest()[:24]}.json")
 
 
 def main(argv=None) -> int:
@@ -297,13 +376,19 @@ def main(argv=None) -> int:
             print("tl.dot WITH AN ACCUMULATOR AND NO out_dtype (the Triton version would decide it):", where)
         return 1 if failures or missing or implicit else 0
     with tempfile.TemporaryDirectory() as tmp:
-        path = args.records or os.path.join(tmp, "launches.json")
+        path = args.records or _cached_records_path()
         env = dict(os.environ)
-        if not args.records:
+        if not args.records and not os.path.isfile(path):  # the launches change only with the sources that make them
+            part = os.path.join(tmp, "launches.json")
             rc = subprocess.call([sys.executable, "-m", "benchmarks.compile_check", "--step", "record",
-                                  "--records", path], env={**env, "TRITON_INTERPRET": "1"}, cwd=_ROOT)
+                                  "--records", part], env={**env, "TRITON_INTERPRET": "1"}, cwd=_ROOT)
             if rc:
                 return rc
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                os.replace(part, path)
+            except OSError:
+                path = part
         env.pop("TRITON_INTERPRET", None)
         rc = subprocess.call([sys.executable, "-m", "benchmarks.compile_check", "--step", "compile",
                               "--records", path, "--arch", str(args.arch)], env=env, cwd=_ROOT)

@@ -261,7 +261,8 @@ class _BiasActGrad(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         dy, x, b, q = inputs
-        ctx.save_for_backward(dy, x, b)
+        # dy enters the backward only through act'' (grad2): not kept where act'' = 0 (linear, relu, lrelu)
+        ctx.save_for_backward(None if q.act in _ZERO_SECOND_DERIVATIVE else dy, x, b)
         ctx.q = q
 
     @staticmethod
@@ -282,7 +283,7 @@ class _BiasActGradDb(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx, inputs, output):
         dy, x, b, q = inputs
-        ctx.save_for_backward(dy, x, b)
+        ctx.save_for_backward(None if q.act in _ZERO_SECOND_DERIVATIVE else dy, x, b)  # as _BiasActGrad
         ctx.q = q
         ctx.set_materialize_grads(False)  # an unused db (the usual case) costs nothing
 

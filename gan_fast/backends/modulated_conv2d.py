@@ -49,7 +49,7 @@ from ..shapes import output_format
 from . import upfirdn2d as _upfirdn2d
 from .common import OpSpec, cache_signatures
 
-__all__ = ["SPEC", "SPECS", "run", "conv2d_resample", "demod", "scale_channels"]
+__all__ = ["SPEC", "SPECS", "run", "channel_dot", "conv2d_resample", "demod", "scale_channels"]
 
 LEARNED_FILTER = ("the resampling runs on the triton upfirdn2d, which takes the filter as a constant, so a "
                   "resample_filter that requires grad gets no gradient")
@@ -178,6 +178,16 @@ def scale_channels(x: torch.Tensor, scale: Optional[torch.Tensor], noise: Option
     if scale is None and noise is None:
         return x
     return _ScaleChannels.apply(x, scale, noise)
+
+
+def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum_hw a * b`` (float32 [N, C], products and sums in float32) on the Triton kernel, differentiable to
+    every order; what it keeps for backward is ``a`` and ``b`` themselves, in their own dtype (no float32
+    copies: a half-precision second order keeps half-precision tensors). With grad mode off (a plain
+    backward), one launch without ``Function.apply``."""
+    if not torch.is_grad_enabled():
+        return _channel_dot_op(a, b)
+    return _ChannelDot.apply(a, b)
 
 
 class _Demod(torch.autograd.Function):

@@ -28,7 +28,9 @@ A plain backward (no ``create_graph``: the main G/D loss, every step) computes
 all four in one Triton pass (``demod_bias_act_bwd``: one read of ``gy`` and
 ``c``, float32 partial sums reduced without atomics); a backward that will be
 differentiated again (path length through G, R1) uses differentiable pieces
-(``gan_fast.backends.bias_act.vjp`` on triton, and torch ops), so the second order is exact. Then
+(``gan_fast.backends.bias_act.vjp`` on triton, the Triton ``channel_dot`` for the per-channel sums, and torch
+ops), so the second order is exact; what it keeps for the double backward stays in the layer's dtype, no more
+than the composed layer keeps (``tests/test_synthesis_layer_memory.py``). Then
 ``implicit_gemm`` runs ``convolution_backward`` on cuDNN (honouring
 ``no_weight_gradients`` for a leaf-derived weight, ``gan_fast.conv2d_gradfix``) and ``cudnn`` lets autograd
 differentiate its convolution. ``c`` in ``_ModconvBiasAct`` is a real, differentiable output: the
@@ -50,7 +52,7 @@ from ..reference.modulated_conv2d import DEMOD_EPS, needs_fp16_prenormalization,
 from ..shapes import output_format, same_conv_size
 from . import bias_act as _bias_act
 from .common import OpSpec, cache_signatures
-from .modulated_conv2d import LEARNED_FILTER, conv2d_resample, demod, scale_channels
+from .modulated_conv2d import LEARNED_FILTER, channel_dot, conv2d_resample, demod, scale_channels
 
 __all__ = ["SPEC", "SPEC_IMPLICIT_GEMM", "SPECS", "SPEC_BY_ALGORITHM", "run"]
 
@@ -184,6 +186,23 @@ class _ZeroDerivative(torch.autograd.Function):
         return tuple(grads)
 
 
+def _channel_sums(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum_hw a * b`` [N, C] in float32 (float64 for float64), keeping for backward only ``a`` and ``b`` in
+    their own dtype (the Triton ``channel_dot``): never float32 copies of half-precision tensors, which a
+    second order would keep (issue 21: the fp16 double backward kept two float32 [N, O, H, W] copies per
+    sum)."""
+    if a.dtype == torch.float64:  # the kernel computes in float32: float64 stays float64, with torch ops
+        return (a * b).sum(dim=(2, 3))
+    return channel_dot(a, b)
+
+
+def _sum_to(t: torch.Tensor, shape, dtype: torch.dtype) -> torch.Tensor:
+    """``t`` summed to ``shape`` (over the dims where it broadcasts), accumulated and returned in ``dtype``; ``t``
+    itself where nothing is summed. No float32 copy of ``t`` is made, so none is kept for a second order."""
+    dims = tuple(i for i, (n, m) in enumerate(zip(shape, t.shape)) if n == 1 and m != 1)
+    return t.sum(dim=dims, keepdim=True, dtype=dtype) if dims else t
+
+
 def _epilogue_vjp(gy, c, dcoefs, noise, bias, e: Epilogue, need_c, need_d, need_noise, need_b):
     """(g_c, g_d, g_noise, g_bias) of y = clamp(act(c * d + noise + bias) * gain); None where not needed.
 
@@ -196,6 +215,8 @@ def _epilogue_vjp(gy, c, dcoefs, noise, bias, e: Epilogue, need_c, need_d, need_
                              need_noise, need_b)
         return tuple(gi.to(t.dtype) if need else None
                      for gi, t, need in zip(g, (c, dcoefs, noise, bias), (need_c, need_d, need_noise, need_b)))
+    # What a second order keeps here is what the composed layer keeps (c, dz, z0 in c's dtype, d [N, O]): sums
+    # accumulate in float32 (sum(dtype=), channel_dot) without float32 copies of whole tensors.
     acc = torch.promote_types(c.dtype, torch.float32)  # per-channel sums in float32 at least
     d4 = dcoefs.to(c.dtype)[:, :, None, None] if dcoefs is not None else None
     z0 = c * d4 if d4 is not None else c
@@ -208,8 +229,8 @@ def _epilogue_vjp(gy, c, dcoefs, noise, bias, e: Epilogue, need_c, need_d, need_
     else:
         dz = _bias_act.vjp("triton", e.bias_act, gy, z0, bias)
     g_c = (dz * d4 if d4 is not None else dz) if need_c else None
-    g_d = (dz.to(acc) * c.to(acc)).sum(dim=(2, 3)).to(dcoefs.dtype) if need_d else None
-    g_noise = dz.to(acc).sum_to_size(noise.shape).to(noise.dtype) if need_noise else None
+    g_d = _channel_sums(dz, c).to(dcoefs.dtype) if need_d else None
+    g_noise = _sum_to(dz, noise.shape, acc).to(noise.dtype) if need_noise else None
     g_bias = dz.sum(dim=(0, 2, 3), dtype=acc).to(bias.dtype) if need_b else None
     return g_c, g_d, g_noise, g_bias
 
@@ -272,7 +293,6 @@ class _ModconvBiasAct(torch.autograd.Function):
         want_x = need_x or need_s
         want_w = need_w and not skip_weight_gradient(ctx.weight_leaf_derived)
         if want_x or want_w:
-            acc = torch.promote_types(x.dtype, torch.float32)
             s4 = styles.to(x.dtype)[:, :, None, None]
             g_xs, g_w, _ = torch.ops.aten.convolution_backward(
                 g_conv.to(x.dtype), x * s4, weight.to(x.dtype), None, [1, 1], [q.pad_y, q.pad_x], [1, 1], False,
@@ -280,7 +300,7 @@ class _ModconvBiasAct(torch.autograd.Function):
             if need_x:
                 grads[0] = g_xs * s4
             if need_s:
-                grads[2] = (g_xs.to(acc) * x.to(acc)).sum(dim=(2, 3)).to(styles.dtype)
+                grads[2] = _channel_sums(g_xs, x).to(styles.dtype)
             if want_w:
                 grads[1] = g_w.to(weight.dtype)
         return tuple(grads)
