@@ -85,3 +85,47 @@ def test_unroll_flag_tiny(capsys):
     for argv in (["--unroll", "-1"], ["--loss", "relativistic", "--unroll", "2"], ["--run", "hinge:none:x"]):
         with pytest.raises(SystemExit):
             toy_2d.main(argv + ["--steps", "1"])
+
+
+def test_metz2017_preset_and_new_options_tiny(capsys, monkeypatch):
+    tiny = dict(width=16, depth=2, batch_size=16, n_eval=50, steps=3, seed=0, z_dim=8)
+    # The minimax objective without look-ahead trains exactly like the saturating loss (the real term is constant).
+    a = toy_2d.train(loss="saturating", unroll_objective="minimax", **tiny)
+    b = toy_2d.train(loss="saturating", **tiny)
+    torch.testing.assert_close(a.samples, b.samples)
+    # D's own Adam in the look-ahead differs from the SGD look-ahead; every new option runs.
+    sgd = toy_2d.train(loss="saturating", unroll=2, unroll_objective="minimax", **tiny)
+    adam = toy_2d.train(loss="saturating", unroll=2, unroll_objective="minimax", unroll_optimizer=True, **tiny)
+    assert not torch.equal(sgd.samples, adam.samples) and torch.isfinite(adam.samples).all()
+    res = toy_2d.train(unroll=1, unroll_optimizer=True, simultaneous=True, mbd=True, act="tanh", ortho_gain=1.4,
+                       g_lr=1e-3, d_depth=1, d_input_scale=0.25, eps=1e-6, **tiny)
+    assert res.mbd and res.unroll == 1 and res.steps == 3 and res.seconds_per_step > 0
+    assert torch.isfinite(res.samples).all()
+    with pytest.raises(ValueError, match="unroll_objective"):
+        toy_2d.train(unroll_objective="x", **tiny)
+    with pytest.raises(ValueError, match="act must be"):
+        toy_2d.train(act="gelu", **tiny)
+    # The preset's table: its five runs per seed, back to back, and a markdown summary.
+    results = toy_2d.main(["--preset", "metz2017", "--steps", "2", "--batch-size", "16", "--z-dim", "4",
+                           "--width", "8", "--seeds", "0", "1", "--table"])
+    labels = ["saturating:none", "saturating:none:5", "saturating:none:10", "saturating:none:0:mbd", "saturating:r1"]
+    assert [r.label for r in results] == labels * 2 and [r.seed for r in results] == [0] * 5 + [1] * 5
+    out = capsys.readouterr().out
+    assert "seed 1: loss=saturating reg=none unroll=10: modes covered" in out
+    assert "| run | modes covered (seeds 0, 1) |" in out and "| saturating:none:0:mbd |" in out
+    assert "| saturating:none | " in out and "| 1.0x |" in out
+    # The preset's settings reach train(), and options given on the command line override them.
+    seen = {}
+    real_train = toy_2d.train
+
+    def spy(*args, **kw):
+        seen.update(kw)
+        return real_train(*args, **{**kw, "steps": 1, "batch_size": 8, "width": 8, "z_dim": 4})
+
+    monkeypatch.setattr(toy_2d, "train", spy)
+    toy_2d.main(["--preset", "metz2017", "--run", "saturating:none:1", "--g-lr", "5e-4"])
+    assert seen["lr"] == 1e-4 and seen["g_lr"] == 5e-4 and seen["betas"] == (0.5, 0.999) and seen["eps"] == 1e-8
+    assert seen["unroll_optimizer"] and seen["unroll_objective"] == "minimax" and seen["act"] == "relu"
+    for argv in (["--run", "hinge:none:1:xyz"], ["--preset", "nope"]):
+        with pytest.raises(SystemExit):
+            toy_2d.main(argv + ["--steps", "1"])

@@ -252,3 +252,270 @@ def test_bad_arguments():
         unrolled_logits(nn.DataParallel(D), fake, real)
     with pytest.raises(ValueError, match="relativistic"):
         unrolled_logits(D, fake, real[:5], kind="relativistic")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# optimizer=: the look-ahead takes D's own optimizer update (Adam, AdamW, SGD), as Metz et al. unroll it.
+
+from gan_fast import unrolled as unrolled_mod  # noqa: E402
+
+# (optimizer class, keyword arguments); every case also has two parameter groups with different learning rates,
+# a parameter without state, a parameter that gets no gradient, a D parameter outside the optimizer and an
+# optimizer parameter outside D.
+OPTIMIZER_CASES = {
+    "adam": (torch.optim.Adam, dict(betas=(0.5, 0.999), eps=1e-8)),
+    "adam_amsgrad": (torch.optim.Adam, dict(betas=(0.5, 0.9), amsgrad=True)),
+    "adam_maximize": (torch.optim.Adam, dict(maximize=True)),
+    "adam_l2": (torch.optim.Adam, dict(weight_decay=0.1, eps=1e-6)),
+    "adam_decoupled": (torch.optim.Adam, dict(weight_decay=0.1, decoupled_weight_decay=True)),
+    "adamw": (torch.optim.AdamW, dict(weight_decay=0.05, betas=(0.8, 0.99))),
+    "adamw_amsgrad_maximize": (torch.optim.AdamW, dict(amsgrad=True, maximize=True)),
+    "adam_flags_ignored": (torch.optim.Adam, dict(foreach=False, capturable=False, differentiable=False)),
+    "sgd": (torch.optim.SGD, dict()),
+    "sgd_momentum_dampening": (torch.optim.SGD, dict(momentum=0.9, dampening=0.3)),
+    "sgd_nesterov_l2": (torch.optim.SGD, dict(momentum=0.8, nesterov=True, weight_decay=0.01)),
+    "sgd_maximize_momentum": (torch.optim.SGD, dict(momentum=0.5, maximize=True)),
+}
+
+
+class _DWithUnused(nn.Module):
+    """A tanh MLP (float64) plus a parameter that never reaches the output (its gradient is None)."""
+
+    def __init__(self, act=None, width=8):
+        super().__init__()
+        torch.manual_seed(0)
+        act = act or nn.Tanh()
+        self.net = nn.Sequential(nn.Linear(2, width), act, nn.Linear(width, width), act, nn.Linear(width, 1))
+        self.unused = nn.Parameter(torch.randn(3))
+        self.double()
+
+    def forward(self, x):
+        return self.net(x)
+
+
+def _make_optimizer(D, cls, kw, lrs=(0.02, 0.005), tensor_lr=False):
+    """Groups: [net.0.*, unused, a foreign tensor] at lrs[0], [net.2.*, net.4.weight] at lrs[1]; net.4.bias is
+    in no group. Two warm-up steps give every parameter but net.4.weight (frozen meanwhile) a state."""
+    n = D.net
+    foreign = nn.Parameter(torch.randn(4, dtype=torch.float64))
+    lr0 = torch.tensor(lrs[0], dtype=torch.float64) if tensor_lr else lrs[0]
+    opt = cls([{"params": [n[0].weight, n[0].bias, D.unused, foreign], "lr": lr0},
+               {"params": [n[2].weight, n[2].bias, n[4].weight], "lr": lrs[1]}], **kw)
+    gen = torch.Generator().manual_seed(5)
+    n[4].weight.requires_grad_(False)
+    for _ in range(2):
+        x, y = (torch.randn(10, 2, generator=gen, dtype=torch.float64) for _ in range(2))
+        opt.zero_grad(set_to_none=True)
+        (D_LOSS["nonsaturating"](D(x), D(y)) + 0.1 * foreign.square().sum()).backward()
+        opt.step()
+    n[4].weight.requires_grad_(True)
+    assert opt.state.get(n[4].weight) is None and opt.state.get(D.unused) is None
+    return opt
+
+
+def _snapshot(D, opt):
+    """Everything a call could change: D's parameters, buffers, .grad, requires_grad; the optimizer's state
+    (entries and tensor values) and param_groups."""
+    def clone(v):
+        return v.detach().clone() if isinstance(v, torch.Tensor) else copy.deepcopy(v)
+    return (_state(D), [p.requires_grad for p in D.parameters()],
+            [(id(p), {k: clone(v) for k, v in s.items()}) for p, s in opt.state.items()],
+            [({k: clone(v) for k, v in g.items() if k != "params"}, [id(p) for p in g["params"]])
+             for g in opt.param_groups])
+
+
+def _assert_same_snapshot(a, b):
+    _assert_same_state_tuple(a[0], b[0])
+    assert a[1] == b[1]
+    assert [i for i, _ in a[2]] == [i for i, _ in b[2]]  # no state entry inserted or removed
+    for (_, sa), (_, sb) in zip(a[2], b[2]):
+        assert sa.keys() == sb.keys()
+        for k in sa:
+            assert _equal(sa[k], sb[k]), k
+    assert len(a[3]) == len(b[3])
+    for (ga, pa), (gb, pb) in zip(a[3], b[3]):
+        assert pa == pb and ga.keys() == gb.keys()
+        for k in ga:
+            assert _equal(ga[k], gb[k]), k
+
+
+def _equal(a, b):
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        return isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and torch.equal(a, b)
+    return a == b
+
+
+def _assert_same_state_tuple(now, before):
+    for a, b in zip(now, before):
+        assert a.keys() == b.keys()
+        for k in a:
+            if b[k] is None:
+                assert a[k] is None, k
+            else:
+                assert torch.equal(a[k], b[k]), k
+
+
+def _reference_steps(D, opt, fake, real, steps, kind="nonsaturating"):
+    """``steps`` real optimizer steps on deep copies of D and its optimizer (the copies share nothing)."""
+    D2, opt2 = copy.deepcopy((D, opt))
+    D2.requires_grad_(True)
+    for _ in range(steps):
+        opt2.zero_grad(set_to_none=True)
+        D_LOSS[kind](D2(real), D2(fake.detach())).backward()
+        opt2.step()
+    return D2, opt2
+
+
+def _close(a, b, what):
+    torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14, msg=lambda m: f"{what}: {m}")
+
+
+@pytest.mark.parametrize("differentiable", [True, False])
+@pytest.mark.parametrize("case", list(OPTIMIZER_CASES))
+def test_optimizer_look_ahead_matches_optimizer_step(case, differentiable):
+    cls, kw = OPTIMIZER_CASES[case]
+    D = _DWithUnused()
+    opt = _make_optimizer(D, cls, kw, tensor_lr=case == "adam")
+    fake, real = _data()
+    D.requires_grad_(False)  # frozen for G's step: the parameters in the optimizer move all the same
+    before = _snapshot(D, opt)
+    outs, params, state = unrolled_mod._lookahead(D, fake, real, 3, 1e-2, "nonsaturating", differentiable, opt,
+                                                  (fake, real))
+    D2, opt2 = _reference_steps(D, opt, fake, real, 3)
+    _close(outs[0], D2(fake), "logits on fake")
+    _close(outs[1], D2(real), "logits on real")
+    p2 = dict(D2.named_parameters())
+    assert params.keys() == p2.keys()
+    for name, p in p2.items():
+        _close(params[name], p, name)
+    n = D.net
+    torch.testing.assert_close(params["net.4.bias"], n[4].bias, rtol=0, atol=0)  # not in the optimizer: constant
+    torch.testing.assert_close(params["unused"], D.unused, rtol=0, atol=0)  # no gradient: skipped
+    assert not torch.equal(params["net.4.weight"], n[4].weight)  # no state yet: started fresh, and moved
+    assert state.keys() == {name for name in p2 if name != "net.4.bias"}
+    for name, st in state.items():
+        ref = opt2.state.get(p2[name], {})
+        if name == "unused":  # skipped: its state is still the initial one (step() never created it)
+            assert not ref
+            assert cls is torch.optim.SGD or (st["step"] == 0 and not st["exp_avg"].any())
+            continue
+        if cls is torch.optim.SGD and not kw.get("momentum"):
+            assert st == {} and set(ref) <= {"momentum_buffer"}
+            continue
+        assert st.keys() == ref.keys(), name
+        for k, v in st.items():
+            if k == "step":
+                assert v == ref[k].item(), name
+            else:
+                _close(v, ref[k], f"{name} {k}")
+    if cls is not torch.optim.SGD:
+        assert state["net.4.weight"]["step"] == 3 and state["net.0.weight"]["step"] == 5
+    _assert_same_snapshot(_snapshot(D, opt), before)
+
+
+def test_optimizer_look_ahead_leaves_d_and_optimizer_untouched_through_backward():
+    for cls, kw in (OPTIMIZER_CASES["adam_amsgrad"], OPTIMIZER_CASES["sgd_nesterov_l2"]):
+        D = _DWithUnused()
+        opt = _make_optimizer(D, cls, kw)
+        for p in D.parameters():  # existing .grad values are neither added to nor cleared
+            p.grad = torch.full_like(p, 0.5)
+        fake, real = _data()
+        before = _snapshot(D, opt)
+        out = unrolled_logits(D, fake, real, 3, optimizer=opt)
+        F.softplus(-out).mean().backward()
+        assert fake.grad is not None and torch.isfinite(fake.grad).all()
+        _assert_same_snapshot(_snapshot(D, opt), before)
+        # A fresh optimizer (no state at all) gets no entries either, and a BatchNorm D keeps its statistics.
+        Dbn = _bn_d()
+        opt = torch.optim.Adam(Dbn.parameters(), lr=1e-3)
+        before = _snapshot(Dbn, opt)
+        unrolled_logits(Dbn, fake, real, 2, optimizer=opt).sum().backward()
+        assert len(opt.state) == 0
+        _assert_same_snapshot(_snapshot(Dbn, opt), before)
+
+
+def test_optimizer_look_ahead_gradcheck_and_first_order():
+    """The gradient through D's Adam steps (moments, normaliser) against finite differences; the first-order
+    variant has the same values and the gradient of a constant theta_k."""
+    D = _DWithUnused(width=5)
+    opt = _make_optimizer(D, torch.optim.Adam, dict(betas=(0.5, 0.999)), lrs=(0.05, 0.02))
+    fake, real = _data(n=5)
+    torch.autograd.gradcheck(lambda f: unrolled_logits(D, f, real, steps=2, optimizer=opt), (fake,))
+    a = unrolled_logits(D, fake, real, 3, optimizer=opt)
+    b = unrolled_logits(D, fake, real, 3, optimizer=opt, differentiable=False)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    _, params, _ = unrolled_mod._lookahead(D, fake, real, 3, 1e-2, "nonsaturating", False, opt, ())
+    gb, = torch.autograd.grad(b.sum(), fake)
+    fb = fake.detach().requires_grad_()
+    want = torch.func.functional_call(D, params, (fb,))
+    gw, = torch.autograd.grad(want.sum(), fb)
+    torch.testing.assert_close(gb, gw, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_zero_second_moment_gives_finite_gradients(amsgrad, monkeypatch):
+    """A dead ReLU unit (pre-activation < 0 on every input) gets exact-zero gradients, so under a fresh Adam its
+    second moment stays exactly 0; sqrt's derivative there (inf) times 0 must not reach G as NaN."""
+    D = _DWithUnused(act=nn.ReLU(), width=6)
+    with torch.no_grad():
+        D.net[0].weight[2] = 0.0
+        D.net[0].bias[2] = -1.0  # unit 2 of the first layer is dead
+        D.net[2].weight[:, 2] = 0.0
+        D.net[2].weight[4] = 0.0
+        D.net[2].bias[4] = -1.0  # and unit 4 of the second
+    opt = torch.optim.Adam(D.parameters(), lr=1e-2, betas=(0.5, 0.999), amsgrad=amsgrad)
+    fake, real = _data()
+    _, _, state = unrolled_mod._lookahead(D, fake, real, 3, 1e-2, "nonsaturating", True, opt, ())
+    assert (state["net.0.weight"]["exp_avg_sq"][2] == 0).all()  # the case under test happens
+    assert (state["net.2.weight"]["exp_avg_sq"][4] == 0).all()
+    out = unrolled_logits(D, fake, real, 3, optimizer=opt)
+    g, = torch.autograd.grad(F.softplus(-out).mean(), fake)
+    assert torch.isfinite(g).all() and g.abs().sum() > 0
+    # The same with torch.sqrt: NaN (so this test detects the problem it guards against).
+    monkeypatch.setattr(unrolled_mod, "_sqrt0", torch.sqrt)
+    out = unrolled_logits(D, fake, real, 3, optimizer=opt)
+    g, = torch.autograd.grad(F.softplus(-out).mean(), fake)
+    assert torch.isnan(g).any()
+
+
+@pytest.mark.parametrize("case", ["adam", "adamw", "sgd_nesterov_l2"])
+def test_optimizer_step_as_a_number_and_missing_keys(case):
+    """A ``step`` stored as a number (older torch), and groups lacking keys that this torch version added (read
+    with defaults; AdamW's weight decay stays decoupled without the key), give the same look-ahead."""
+    D = _DWithUnused()
+    opt = _make_optimizer(D, *OPTIMIZER_CASES[case])
+    fake, real = _data()
+    want = unrolled_logits(D, fake, real, 3, optimizer=opt)
+    for s in opt.state.values():
+        if "step" in s:
+            s["step"] = int(s["step"].item())
+    for g in opt.param_groups:
+        for k in ("decoupled_weight_decay", "maximize", "foreach", "capturable", "differentiable", "fused"):
+            g.pop(k, None)
+    got = unrolled_logits(D, fake, real, 3, optimizer=opt)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_optimizer_bad_arguments():
+    D = _DWithUnused()
+    fake, real = _data()
+
+    class MyAdam(torch.optim.Adam):
+        def step(self, closure=None):
+            return super().step(closure)
+
+    for bad in (MyAdam(D.parameters()), torch.optim.RMSprop(D.parameters()), torch.optim.Adagrad(D.parameters())):
+        with pytest.raises(TypeError, match="torch.optim.Adam, torch.optim.AdamW or torch.optim.SGD"):
+            unrolled_logits(D, fake, real, optimizer=bad)
+    with pytest.raises(TypeError, match="optimizer"):
+        unrolled_logits(D, fake, real, optimizer={"lr": 1e-3})
+    opt = torch.optim.Adam(D.parameters())
+    with pytest.raises(ValueError, match="not both"):
+        unrolled_logits(D, fake, real, 5, 0.1, optimizer=opt)
+    with pytest.raises(ValueError, match="not both"):
+        unrolled_logits(D, fake, real, lr=1e-3, optimizer=opt)
+    unrolled_logits(D, fake, real, lr=1e-2, optimizer=opt)  # the default value is not "both"
+    with pytest.raises(ValueError, match="none of D's parameters"):
+        unrolled_logits(D, fake, real, optimizer=torch.optim.Adam([nn.Parameter(torch.zeros(2))]))
+    with pytest.raises(TypeError):
+        unrolled_logits(D, fake, real, 5, 1e-2, "nonsaturating", True, opt)  # optimizer is keyword-only
