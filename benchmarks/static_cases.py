@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from . import presets
+from .bench_spectral_normalize import biggan128_d_shapes  # the case's own layer list
 
 SQRT2 = math.sqrt(2.0)
 LRELU = (2, 0.2, SQRT2)    # (act code, alpha, gain)
@@ -295,25 +296,6 @@ def _spectral_norm(dtype) -> None:
     plan, _ = K.power_launch(layers, 1, 1e-12, arena=True)
     K.backward_launch(mats, [torch.empty_like(m) for m in mats], [torch.empty_like(m) for m in mats], plan)
     del cdt
-
-
-def biggan128_d_shapes(ch: int = BIGGAN_CH) -> List[Tuple[str, Tuple[int, ...]]]:
-    """The weight shapes of every spectrally normalised layer of BigGAN-PyTorch's D_arch[128] (as
-    ``benchmarks.bench_spectral_norm.biggan128_d_shapes``)."""
-    ins = [3, ch, 2 * ch, 4 * ch, 8 * ch, 16 * ch]
-    outs = [ch, 2 * ch, 4 * ch, 8 * ch, 16 * ch, 16 * ch]
-    downs = [True] * 5 + [False]
-    shapes: List[Tuple[str, Tuple[int, ...]]] = []
-    for i, (cin, cout, down) in enumerate(zip(ins, outs, downs)):
-        shapes.append((f"block{i}.conv1", (cout, cin, 3, 3)))
-        shapes.append((f"block{i}.conv2", (cout, cout, 3, 3)))
-        if cin != cout or down:
-            shapes.append((f"block{i}.conv_sc", (cout, cin, 1, 1)))
-        if i == 0:
-            shapes += [("attn.theta", (ch // 8, ch, 1, 1)), ("attn.phi", (ch // 8, ch, 1, 1)),
-                       ("attn.g", (ch // 2, ch, 1, 1)), ("attn.o", (ch, ch // 2, 1, 1))]
-    shapes += [("linear", (1, 16 * ch)), ("embed", (1000, 16 * ch))]
-    return shapes
 
 
 def _mbd(n: int):

@@ -18,8 +18,10 @@ TRITON_OP = OpSpec("op_t", "op_t", {"cuda": ("triton",)})
 
 
 @pytest.fixture(autouse=True)
-def _fresh_choices():
+def _fresh_choices(monkeypatch):
     backend.reset_warnings()
+    # These tests plant 'cpp' backends: they run even where the extension is switched off (GAN_FAST_EXT=0).
+    monkeypatch.setattr(config, "extension_mode", lambda: "auto")
     yield
     backend.reset_warnings()
 

@@ -193,7 +193,7 @@ def test_judge_rejects_nan_where_truth_and_ref_are_finite():
 
 def test_a_wrong_backend_falls_back_to_ref_with_one_warning(monkeypatch):
     _plant(monkeypatch, "wrong_op", _planted_case("forward_past_first_block"))
-    monkeypatch.setattr(backend, "_device_status", lambda b, d: (True, ""))
+    _cpp_runs_here(monkeypatch)
     spec = OpSpec("wrong_op", "wrong_op", {"cpu": ("cpp",)})
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -204,8 +204,14 @@ def test_a_wrong_backend_falls_back_to_ref_with_one_warning(monkeypatch):
     assert len(msgs) == 1 and "self-test failed" in msgs[0] and "forward" in msgs[0]
 
 
-def test_an_op_without_a_case_is_never_chosen_automatically(monkeypatch):
+def _cpp_runs_here(monkeypatch):
+    """The planted ops' 'cpp' backend is usable, even where the extension is switched off (GAN_FAST_EXT=0)."""
     monkeypatch.setattr(backend, "_device_status", lambda b, d: (True, ""))
+    monkeypatch.setattr(backend.config, "extension_mode", lambda: "auto")
+
+
+def test_an_op_without_a_case_is_never_chosen_automatically(monkeypatch):
+    _cpp_runs_here(monkeypatch)
     assert "case_less_op" not in self_test.registered()
     spec = OpSpec("case_less_op", "case_less_op", {"cpu": ("cpp",)})
     with warnings.catch_warnings(record=True) as caught:
