@@ -12,7 +12,9 @@ here are the in-process API (tests and benchmarks use them, never ``os.environ``
 ``GAN_FAST_EXT``           the compiled extension: ``auto`` (default: the prebuilt library, else a JIT
                            build), ``prebuilt``, ``jit``, ``0``/``off`` (never load it, no warning).
 ``GAN_FAST_BUILD_EXT``     ``0``: never compile the extension (neither ``pip install`` nor the JIT build).
-``GAN_FAST_BUILD_CUDA``    ``0``: compile the extension's CPU kernels only.
+``GAN_FAST_BUILD_CUDA``    ``auto`` (default): the CUDA kernels too where torch is a CUDA build and nvcc is
+                           found (a first-use build: only where this process sees a GPU); ``1``: also with
+                           no GPU visible; ``0``: the extension's CPU kernels only.
 ``GAN_FAST_BUILD_TIMEOUT`` seconds to wait for another process's extension build (default 1200).
 ``GAN_FAST_BUILD_VERBOSE`` ``1``: show the compiler's output.
 ``GAN_FAST_AUTOTUNE``      ``full`` (default: tune per shape) or ``first`` (each kernel's first config, no
@@ -48,7 +50,7 @@ ENVIRONMENT: Dict[str, str] = {
     "GAN_FAST_SELF_TEST_CACHE": "1 (default): self-test verdicts on disk; 0: in memory only",
     "GAN_FAST_EXT": "the compiled extension: auto | prebuilt | jit | 0 | off",
     "GAN_FAST_BUILD_EXT": "0: never compile the extension",
-    "GAN_FAST_BUILD_CUDA": "0: compile the extension's CPU kernels only",
+    "GAN_FAST_BUILD_CUDA": "auto (default) | 1: also in a first-use build with no GPU visible | 0: CPU kernels only",
     "GAN_FAST_BUILD_TIMEOUT": "seconds to wait for another process's extension build (default 1200)",
     "GAN_FAST_BUILD_VERBOSE": "1: show the compiler's output",
     "GAN_FAST_AUTOTUNE": "full (default) | first: autotuned kernels launch their first config (tests)",
@@ -56,6 +58,7 @@ ENVIRONMENT: Dict[str, str] = {
 
 _EXT_MODES = ("auto", "prebuilt", "jit", "off")
 _AUTOTUNE_MODES = ("full", "first")
+_BUILD_CUDA_MODES = ("auto", "1", "0")
 FP32_DOT_PRECISIONS = ("tf32x3", "ieee")
 
 
@@ -124,7 +127,8 @@ class _Settings:
         self.self_test_cache = _env_flag("GAN_FAST_SELF_TEST_CACHE", True)
         self.extension = _env("GAN_FAST_EXT", _EXT_MODES, "auto", {"0": "off", "false": "off", "1": "auto"})
         self.build_ext = _env_flag("GAN_FAST_BUILD_EXT", True)
-        self.build_cuda = _env_flag("GAN_FAST_BUILD_CUDA", True)
+        self.build_cuda = _env("GAN_FAST_BUILD_CUDA", _BUILD_CUDA_MODES, "auto", {"true": "1", "on": "1", "yes": "1",
+                                                                               "false": "0", "off": "0", "no": "0"})
         self.build_timeout = _env_seconds("GAN_FAST_BUILD_TIMEOUT", 1200.0)
         self.build_verbose = _env_flag("GAN_FAST_BUILD_VERBOSE", False)
         self.fp32_dot_precision = FP32_DOT_PRECISIONS[0]
@@ -209,7 +213,7 @@ def extension_mode() -> str:
 
 
 def build_settings() -> Dict[str, object]:
-    """The JIT build's settings: {'build': bool, 'cuda': bool, 'timeout': seconds, 'verbose': bool}."""
+    """The JIT build's settings: {'build': bool, 'cuda': 'auto' | '1' | '0', 'timeout': seconds, 'verbose': bool}."""
     s = _settings
     return {"build": s.build_ext, "cuda": s.build_cuda, "timeout": s.build_timeout, "verbose": s.build_verbose}
 

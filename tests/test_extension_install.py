@@ -49,6 +49,9 @@ def _fake_load(name, build_directory, **kwargs):
 
 cpp_extension.load = _fake_load
 """
+# (torch.utils.cpp_extension is imported by gan_fast with its import-time notes silenced; FAKE_BUILD imports it
+# first, so it silences them as gan_fast does: a CUDA torch with no GPU logs "No CUDA runtime is found".)
+FAKE_BUILD = "import logging\nlogging.getLogger('torch.utils.cpp_extension').setLevel(logging.ERROR)\n" + FAKE_BUILD
 
 # Hides the installed gan_fast._C, as after `pip install .` under build isolation.
 NO_PREBUILT = """
@@ -127,6 +130,40 @@ def test_cuda_status_names_why_the_build_has_no_cuda_kernels(monkeypatch):
 def test_cuda_plan_reasons(cuda, home, has_cu, allowed, expected):
     fake_torch = SimpleNamespace(version=SimpleNamespace(cuda=cuda))
     assert sources.cuda_plan(fake_torch, home, has_cu, allowed) == expected
+
+
+def _torch_with_gpus(count):
+    def device_count():
+        if count is None:
+            raise RuntimeError("the driver cannot be queried")
+        return count
+
+    return SimpleNamespace(version=SimpleNamespace(cuda="12.8"), cuda=SimpleNamespace(device_count=device_count))
+
+
+@pytest.mark.parametrize("gpus,mode,expected", [
+    (1, "auto", (True, "")),
+    (0, "auto", (False, jit.NO_GPU)),
+    (None, "auto", (False, jit.NO_GPU)),
+    (0, "1", (True, "")),
+    (1, "0", (False, "built with GAN_FAST_BUILD_CUDA=0")),
+])
+def test_a_first_use_build_compiles_cuda_kernels_only_where_a_gpu_is_visible(gpus, mode, expected):
+    """A process that sees no GPU cannot run the CUDA kernels, and they are most of the build's minutes: its
+    first-use build compiles the CPU kernels only (into the 'cpu' build directory, so a process with a GPU
+    builds its own), unless GAN_FAST_BUILD_CUDA=1. setup.py builds them regardless (test_setup_* below)."""
+    assert jit.cuda_plan(_torch_with_gpus(gpus), "/usr/local/cuda", True, mode) == expected
+
+
+def test_build_cuda_setting_values(monkeypatch):
+    from gan_fast import config
+
+    for raw, expected in (("", "auto"), ("auto", "auto"), ("1", "1"), ("yes", "1"), ("0", "0"), ("off", "0")):
+        monkeypatch.setenv("GAN_FAST_BUILD_CUDA", raw)
+        assert config._Settings().build_cuda == expected
+    monkeypatch.setenv("GAN_FAST_BUILD_CUDA", "sometimes")
+    with pytest.raises(ValueError, match="GAN_FAST_BUILD_CUDA='sometimes' is invalid"):
+        config._Settings()
 
 
 # --------------------------------------------------------------------------------------- info() per install mode
@@ -350,7 +387,7 @@ def test_exported_program_runs_after_load(tmp_path):
     """The C++ ops are defined when gan_fast is imported, their kernels registered when the extension loads: a
     fresh process runs a saved ExportedProgram that calls them after `import gan_fast` and
     gan_fast.extension.load(); with the import alone it loads the program but has no kernel to run it."""
-    from gan_fast import ops
+    from gan_fast import config, ops
 
     _library()
 
@@ -383,6 +420,7 @@ def test_exported_program_runs_after_load(tmp_path):
     """
     for mode, expected in (("load", "EQUAL True"), ("import", "RUN FAILED Could not run 'gan_fast::bias_act_fwd'"),
                            ("torch only", "LOAD FAILED")):
-        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), mode], env=_env(), cwd=str(REPO),
+        proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code), mode], cwd=str(REPO),
+                              env=_env(GAN_FAST_CACHE_DIR=config.cache_dir()),  # where this process's build is
                               capture_output=True, text=True, timeout=180)
         assert expected in proc.stdout, mode + ": " + proc.stdout + proc.stderr[-2000:]

@@ -350,9 +350,11 @@ def test_path_length_buffer_is_broadcast_by_ddp():
     import torch.multiprocessing as mp
 
     with tempfile.TemporaryDirectory() as tmp:
-        results = mp.get_context("fork").Manager().dict()
+        # spawn, not fork: a parent whose autograd engine has started (any earlier test's backward; on a CUDA
+        # build of torch) cannot run autograd in a forked child.
+        results = mp.get_context("spawn").Manager().dict()
         mp.start_processes(_ddp_worker, args=(2, os.path.join(tmp, "init"), results), nprocs=2, join=True,
-                           start_method="fork")
+                           start_method="spawn")
         (before0, after0), (before1, after1) = results[0], results[1]
     assert before0 != before1
     assert after0 == after1 == before0

@@ -7,7 +7,8 @@
   (``gan_fast_build_ok``: the library's name and digest); a damaged one is deleted and built again.
 * It says what it does, once per process, on one line of stderr: the building process that it builds
   (minutes), a waiting one that it waits for another process's build.
-* CUDA kernels are compiled when :func:`gan_fast.extension.sources.cuda_plan` allows; if that build fails,
+* CUDA kernels are compiled when :func:`cuda_plan` allows (as ``setup.py`` decides, but only in a process that
+  sees a GPU, unless ``GAN_FAST_BUILD_CUDA=1``); if that build fails,
   the failure is recorded in its directory (later processes then go straight to the CPU build, until the
   toolchain changes or the record is deleted) and a CPU-only build is tried.
 """
@@ -51,8 +52,8 @@ def build(src: Path, files: List[Path], digest: str) -> Tuple[bool, str, Dict[st
 
     with _quiet_torch_logs():
         from torch.utils import cpp_extension
-    with_cuda, cuda_reason = sources.cuda_plan(torch, cpp_extension.CUDA_HOME, any(p.suffix == ".cu" for p in files),
-                                               bool(config.build_settings()["cuda"]))
+    with_cuda, cuda_reason = cuda_plan(torch, cpp_extension.CUDA_HOME, any(p.suffix == ".cu" for p in files),
+                                       config.build_settings()["cuda"])
     if with_cuda:
         ok, why, info = _build_and_load(src, files, digest, True)
         if ok:
@@ -62,6 +63,28 @@ def build(src: Path, files: List[Path], digest: str) -> Tuple[bool, str, Dict[st
     if not ok:
         return False, f"the gan_fast C++ extension could not be built: {why}. Fix: {FIX}", {}
     return True, "", dict(info, cuda_reason=cuda_reason)
+
+
+NO_GPU = ("no GPU was visible to the process that built it on first use, so only the CPU kernels were compiled "
+          "(a process that sees a GPU builds the CUDA kernels on its first use; GAN_FAST_BUILD_CUDA=1 compiles them "
+          "anyway)")
+
+
+def cuda_plan(torch, cuda_home: Optional[str], has_cu: bool, mode: str) -> Tuple[bool, str]:
+    """(compile the CUDA kernels?, why not) for a first-use build. As ``setup.py`` decides
+    (:func:`sources.cuda_plan`), except that under ``GAN_FAST_BUILD_CUDA=auto`` a process that sees no GPU
+    compiles the CPU kernels only: it could not run the CUDA ones, and they cost most of the build's minutes."""
+    with_cuda, why = sources.cuda_plan(torch, cuda_home, has_cu, mode != "0")
+    if with_cuda and mode == "auto" and not _gpu_visible(torch):
+        return False, NO_GPU
+    return with_cuda, why
+
+
+def _gpu_visible(torch) -> bool:
+    try:
+        return torch.cuda.device_count() > 0
+    except Exception:  # a driver that cannot be queried: no GPU for this process
+        return False
 
 
 def build_dir(digest: str, with_cuda: bool) -> Path:
