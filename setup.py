@@ -42,7 +42,7 @@ def cuda_build_plan(torch, cuda_home, environ=os.environ):
     """(compile the CUDA kernels?, why not, the TORCH_CUDA_ARCH_LIST to set or None)."""
     sources = _standalone("sources")
     has_cu = bool(glob.glob(os.path.join(ROOT, "csrc", "*.cu")))
-    with_cuda, why = sources.cuda_plan(torch, cuda_home, has_cu, environ.get("GAN_FAST_BUILD_CUDA", "1") != "0")
+    with_cuda, why = sources.cuda_plan(torch, cuda_home, has_cu, not sources.switched_off(environ.get("GAN_FAST_BUILD_CUDA")))
     return with_cuda, why, sources.cuda_arch_default(torch, environ) if with_cuda else None
 
 
@@ -53,7 +53,8 @@ def _one_line(exc):
 
 def extension_build(environ=os.environ):
     """Returns (ext_modules, cmdclass) for the optional extension, or ([], {})."""
-    if environ.get("GAN_FAST_BUILD_EXT", "1") == "0":
+    sources = _standalone("sources")
+    if sources.switched_off(environ.get("GAN_FAST_BUILD_EXT")):
         return [], {}
     try:
         import torch
@@ -64,7 +65,6 @@ def extension_build(environ=os.environ):
         print(f"gan_fast: the C++ extension is not built at install: {why}; gan_fast builds it on first use",
               file=sys.stderr)
         return [], {}
-    sources = _standalone("sources")
     csrc = os.path.join(ROOT, "csrc")
     with_cuda, cuda_reason, archs = cuda_build_plan(torch, cpp_extension.CUDA_HOME, environ)
     if archs:

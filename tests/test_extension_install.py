@@ -341,8 +341,10 @@ def test_setup_cuda_archs_without_a_gpu(setup_py, monkeypatch, visible, env, exp
     assert setup_py.cuda_build_plan(torch, "/usr/local/cuda", env) == (True, "", expected)
     assert setup_py.cuda_build_plan(torch, None, env)[:2] == (False, "no CUDA toolkit was found when the extension "
                                                                       "was built (nvcc; set CUDA_HOME)")
-    assert setup_py.cuda_build_plan(torch, "/usr/local/cuda", dict(env, GAN_FAST_BUILD_CUDA="0")) == (
-        False, "built with GAN_FAST_BUILD_CUDA=0", None)
+    for off in ("0", "off", "False"):  # the spellings gan_fast.config accepts
+        assert setup_py.cuda_build_plan(torch, "/usr/local/cuda", dict(env, GAN_FAST_BUILD_CUDA=off)) == (
+            False, "built with GAN_FAST_BUILD_CUDA=0", None)
+    assert setup_py.cuda_build_plan(torch, "/usr/local/cuda", dict(env, GAN_FAST_BUILD_CUDA="auto"))[0]
     monkeypatch.setattr(torch.version, "cuda", None)
     assert setup_py.cuda_build_plan(torch, "/usr/local/cuda", env) == (
         False, "torch is a CPU build (torch.version.cuda is None)", None)
@@ -364,6 +366,7 @@ def test_setup_builds_cuda_and_cpu_kernels_with_no_gpu_visible(setup_py, monkeyp
     assert {Path(s).suffix for s in ext.sources} == {".cpp", ".cu"} and "build_ext" in cmdclass
     assert "-DGAN_FAST_WITH_CUDA" in ext.extra_compile_args["cxx"]
     assert setup_py.extension_build({"GAN_FAST_BUILD_EXT": "0"}) == ([], {})
+    assert setup_py.extension_build({"GAN_FAST_BUILD_EXT": "no"}) == ([], {})
 
 
 def test_setup_helpers_import_nothing_of_gan_fast():

@@ -19,6 +19,12 @@ NVCC_FLAGS = ["-O3", "--use_fast_math"]
 DEFAULT_CUDA_ARCHS = "8.0;9.0+PTX"
 
 
+def switched_off(value: Optional[str]) -> bool:
+    """True for the spellings of "off" that gan_fast.config accepts in its on/off variables (0, false, off, no):
+    ``setup.py`` reads GAN_FAST_BUILD_EXT / GAN_FAST_BUILD_CUDA with this, before gan_fast is importable."""
+    return (value or "").strip().lower() in ("0", "false", "off", "no")
+
+
 def openmp_flags() -> List[str]:
     return [] if sys.platform in ("darwin", "win32") else ["-fopenmp"]
 
