@@ -109,11 +109,13 @@ def plane_weights(f: torch.Tensor, planes: int, gain: float, flip_filter: bool,
 
     On a small layer building them costs more than the convolution, so for a constant filter (one that nothing
     differentiates) they are kept per filter tensor and its version (an in-place change, e.g. a
-    ``load_state_dict`` into the buffer, makes new ones), outside ``torch.compile`` traces.
+    ``load_state_dict`` into the buffer, makes new ones), outside ``torch.compile`` traces. An inference tensor
+    (made under ``torch.inference_mode``) has no version, so its weights are not kept; nor are weights built in
+    inference mode, which autograd could not save for a later training step.
     """
     learned = f.requires_grad and torch.is_grad_enabled()
     key = None
-    if not learned and not torch.compiler.is_compiling():
+    if not learned and not f.is_inference() and not torch.compiler.is_compiling():
         key = (id(f), f._version, f.device, planes, float(gain), bool(flip_filter), dtype)
         hit = _PLANES.get(key)
         if hit is not None and hit[0]() is f:
@@ -128,7 +130,7 @@ def plane_weights(f: torch.Tensor, planes: int, gain: float, flip_filter: bool,
         t = g.shape[0]
         weights = (gg.view(1, 1, 1, t).expand(planes, 1, 1, t).contiguous(),
                    g.view(1, 1, t, 1).expand(planes, 1, t, 1).contiguous())
-    if key is not None:
+    if key is not None and not torch.is_inference_mode_enabled():
         with _PLANES_LOCK:
             _PLANES[key] = (weakref.ref(f), *weights)
             while len(_PLANES) > _PLANES_MAX:

@@ -176,3 +176,22 @@ def test_the_per_plane_weights_follow_the_filter_in_place():
     g = f.clone().requires_grad_()
     ops.upsample2d(x, g, impl="ref").square().sum().backward()
     assert g.grad is not None and g.grad.abs().sum() > 0
+
+
+def test_the_per_plane_weights_survive_inference_mode():
+    """Sampling under torch.inference_mode, then training with the same filter buffer: the kept weights are
+    never inference tensors (autograd could not save them), and a filter made in inference mode (no version
+    counter) runs too."""
+    from gan_fast import ops
+
+    x = torch.randn(1, 3, 5, 6)
+    f = ops.setup_filter([1, 3, 3, 1])
+    with torch.inference_mode():
+        sampled = ops.upsample2d(x, f, impl="ref")
+        f_inference = ops.setup_filter([1, 3, 3, 1])
+        assert torch.equal(ops.upsample2d(x, f_inference, impl="ref"), sampled)
+    for filt in (f, f_inference):
+        xr = x.clone().requires_grad_()
+        y = ops.upsample2d(xr, filt, impl="ref")
+        y.square().sum().backward()
+        assert torch.equal(y.detach(), sampled) and xr.grad.abs().sum() > 0
