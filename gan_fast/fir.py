@@ -115,7 +115,8 @@ def plane_weights(f: torch.Tensor, planes: int, gain: float, flip_filter: bool,
     """
     learned = f.requires_grad and torch.is_grad_enabled()
     key = None
-    if not learned and not f.is_inference() and not torch.compiler.is_compiling():
+    # is_compiling() first: Dynamo cannot trace is_inference() (a fundamental graph break).
+    if not learned and not torch.compiler.is_compiling() and not f.is_inference():
         key = (id(f), f._version, f.device, planes, float(gain), bool(flip_filter), dtype)
         hit = _PLANES.get(key)
         if hit is not None and hit[0]() is f:
